@@ -1,0 +1,34 @@
+# Two commands a new user needs (README): `make sample` and `make test`. Both create .venv first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN ?= runs/sample
+
+.PHONY: setup sample test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned to the CPU wheel this machine kind carries locally; a bare `torch` would pull
+# several GB of CUDA packages from the registry.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+sample: setup
+	$(BIN)/pltd build --out $(RUN)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,6 @@
+"""pltd framework: CLI, manifest config, Dask cluster profiles, stage runner, Parquet storage, schemas.
+
+Only this package knows about Dask; stages (``stages/``) are plain functions over one partition.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,173 @@
+"""`pltd build`: manifest → plans → stages on a Dask cluster → reconciliation.
+
+Stages that have not landed yet are listed as such in the output and in `RUN/build.json`; the
+build never pretends to have run them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import yaml
+from rich.console import Console
+
+from pipeline import __version__, storage
+from pipeline.config import Manifest
+from pipeline.plan import make_plan, read_partition
+from pipeline.reconcile import print_reconciliation, reconcile
+from pipeline.runner import PartitionTask, run_stage
+from stages.ingest import IngestSettings, ingest_partition
+from stages.readers.base import Source, get_reader
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    implemented: bool
+    settings: tuple[str, ...]  # manifest sections whose values decide this stage's output
+    issue: int | None = None
+
+
+STAGES = (
+    StageInfo("ingest", True, ("sources", "ingest")),
+    StageInfo("landmarks", False, ("landmarks",), 3),
+    StageInfo("embeddings", False, ("identities",), 4),
+    StageInfo("identities", False, ("identities",), 4),
+    StageInfo("assemble", False, ("output",), 5),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or finish; the message says what to do."""
+
+
+def sources_of(manifest: Manifest) -> list[Source]:
+    return [Source(s.name, s.format, s.root, s.reader_options()) for s in manifest.sources]
+
+
+def check_sources(manifest: Manifest) -> None:
+    """Whole-source problems (missing root, index, boxes file) stop the build before it starts."""
+    for src in sources_of(manifest):
+        get_reader(src.format).check(src)
+
+
+def _ingest_compute(run: str, source: Source, part: int, settings: IngestSettings):
+    plan = read_partition(run, source.name, part)
+    accepted, rejected = ingest_partition(source, plan, settings)
+    return accepted, rejected, plan.num_rows
+
+
+def _stage_hashes(manifest: Manifest) -> dict[str, str]:
+    return {s.name: manifest.section_hash(*s.settings) for s in STAGES}
+
+
+def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[str], console: Console) -> None:
+    """Refuse to mix settings in one RUN, apply --force, write manifest.resolved.yaml."""
+    unknown = [f for f in force if f not in STAGE_NAMES]
+    if unknown:
+        raise BuildError(f"--force {unknown[0]}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+    resolved_url = storage.join(run, "manifest.resolved.yaml")
+    hashes = _stage_hashes(manifest)
+    first_forced = min((STAGE_NAMES.index(f) for f in force), default=len(STAGES))
+    if storage.exists(resolved_url):
+        fs, path = storage.fs_path(resolved_url)
+        with fs.open(path, "r") as f:
+            old = yaml.safe_load(f) or {}
+        for i, stage in enumerate(STAGES):
+            before = (old.get("stage_settings_hash") or {}).get(stage.name)
+            if i < first_forced and stage.implemented and before and before != hashes[stage.name]:
+                raise BuildError(
+                    f"{run} was built with different settings for stage '{stage.name}' "
+                    f"(sections: {', '.join(stage.settings)}). Use --force {stage.name} to recompute it, "
+                    "or a new --out directory."
+                )
+    for stage in STAGE_NAMES[first_forced:]:  # a forced stage invalidates everything after it
+        storage.remove(storage.join(run, stage))
+        storage.remove(storage.join(run, "rejected", stage))
+        if stage == "ingest":
+            storage.remove(storage.join(run, "plan"))
+        if first_forced < len(STAGES):
+            console.print(f"--force: cleared stage [bold]{stage}[/]")
+    doc = {
+        "pltd_version": __version__,
+        "manifest_file": str(manifest_path),
+        "resolved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "stage_settings_hash": hashes,
+        "manifest": manifest.model_dump(mode="json"),
+    }
+    fs, path = storage.fs_path(resolved_url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    stale = storage.remove_stale_temporaries(run)
+    if stale:
+        console.print(f"removed {stale} temporary file(s) left by an interrupted run")
+
+
+def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list[str], console: Console) -> dict:
+    """Run every implemented stage; returns the reconciliation report (also in RUN/)."""
+    from pipeline.cluster import connect
+
+    t0 = time.perf_counter()
+    check_sources(manifest)
+    prepare_run(run, manifest, manifest_path, force, console)
+    sources = sources_of(manifest)
+    plans = {s.name: make_plan(run, s, manifest.ingest.rows_per_partition) for s in sources}
+    for p in plans.values():
+        ignored = ", ".join(f"{k}={v}" for k, v in p["ignored"].items())
+        console.print(
+            f"plan [bold]{p['source']}[/] ({p['format']}): {p['images']} images in {p['partitions']} partitions"
+            + (f"; not images: {ignored}" if ignored else "")
+        )
+    settings = IngestSettings(**manifest.ingest.model_dump(exclude={"rows_per_partition"}))
+    meta = {"stage": "ingest", "manifest": manifest.name, "settings_hash": _stage_hashes(manifest)["ingest"]}
+    jobs = [
+        (PartitionTask(run, "ingest", s.name, part), _ingest_compute, (run, s, part, settings))
+        for s in sources
+        for part in range(plans[s.name]["partitions"])
+    ]
+    with connect(profile) as client:
+        console.print(f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(client.nthreads())} workers)")
+        result = run_stage(client, "ingest", jobs, meta, console)
+    summary = result.summary()
+    storage.write_json(storage.join(run, "stats", "ingest.json"), summary)
+    console.print(
+        f"ingest: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
+        f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
+        f"{summary['wall_seconds']:.1f} s"
+    )
+    if result.failed:
+        for task, detail in result.failed[:10]:
+            console.print(f"[red]failed[/] {task.stage}/{task.source}/{task.name}: {detail}")
+        raise BuildError(
+            f"{len(result.failed)} partition(s) of stage 'ingest' failed; fix the cause and rerun the same "
+            "command: complete partitions are kept"
+        )
+    ran = [s.name for s in STAGES if s.implemented]
+    pending = [s for s in STAGES if not s.implemented]
+    report = reconcile(run, {k: v["images"] for k, v in plans.items()}, ran[-1], ran)
+    report["stages_not_implemented"] = [f"{s.name} (issue #{s.issue})" for s in pending]
+    storage.write_json(storage.join(run, "reconciliation.json"), report)
+    print_reconciliation(report, console)
+    storage.write_json(
+        storage.join(run, "build.json"),
+        {
+            "stages_run": ran,
+            "stages_not_implemented": report["stages_not_implemented"],
+            "plans": plans,
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+            "balanced": report["ok"],
+        },
+    )
+    console.print(f"Stages run: [bold]{', '.join(ran)}[/].")
+    if pending:
+        console.print(
+            "Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ". "
+            f"The run holds ingest rows ({run}/ingest/), not a PLTD."
+        )
+    if not report["ok"]:
+        raise BuildError(f"counts do not reconcile; see {run}/reconciliation.json")
+    return report

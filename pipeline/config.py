@@ -1,0 +1,194 @@
+"""The build manifest: a typed, validated YAML recipe. Errors name the file and the field.
+
+`${VAR}` and `${VAR:-default}` in any string are replaced from the environment before validation,
+so one manifest serves every machine (`manifests/paper.yaml` takes its roots that way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stages.readers.base import get_reader, known_formats
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = PROJECT_ROOT / "manifests"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and the field."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    format: str
+    root: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_options(cls, data: Any) -> Any:
+        """Format-specific keys (e.g. `boxes`) sit beside name/format/root in YAML; collect them."""
+        if isinstance(data, dict):
+            own = {"name", "format", "root", "options"}
+            extra = {k: v for k, v in data.items() if k not in own}
+            data = {k: v for k, v in data.items() if k in own}
+            data["options"] = {**data.get("options", {}), **extra}
+        return data
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in known_formats():
+            raise ValueError(f"unknown format {v!r}; known formats: {', '.join(known_formats())}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_options(self) -> SourceConfig:
+        options_model = type(get_reader(self.format)).Options
+        try:
+            options_model(**self.options)
+        except ValidationError as exc:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"options of format {self.format!r}: {msgs}") from None
+        return self
+
+    def reader_options(self):
+        return type(get_reader(self.format)).Options(**self.options)
+
+
+class IngestConfig(Strict):
+    rows_per_partition: int = Field(1000, ge=1, le=1_000_000)
+    max_image_pixels: int = Field(64_000_000, ge=1)
+    min_image_side: int = Field(8, ge=1)
+    verify: Literal["full", "header"] = "full"
+
+
+class LandmarksConfig(Strict):
+    """Algorithm 1 settings (the stage itself is issue #3)."""
+
+    views: int = Field(8, ge=1, le=64)
+    teacher: str = "dlib68"
+    teacher_checkpoint: str | None = None
+    second: str = "mediapipe"
+    index_map: str | None = None
+    blink: str = "mediapipe_ear"
+    blink_checkpoint: str | None = None
+    t_d: float = Field(0.05, gt=0, le=1)
+    min_samples: int = Field(3, ge=1)
+
+
+class IdentitiesConfig(Strict):
+    """Algorithm 2 settings (the stages themselves are issue #4)."""
+
+    networks: list[str] = Field(default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2)
+    checkpoints: list[str | None] = Field(default_factory=lambda: [None, None])
+    thresholds: list[float] | None = None
+    calibration_pairs: str | None = None
+    within_dataset: bool = False
+    exact_index_max: int = Field(200_000, ge=1)
+
+
+class OutputConfig(Strict):
+    region_long_side: int = Field(256, ge=32, le=4096)
+    rows_per_shard: int = Field(10_000, ge=1)
+    row_group_rows: int = Field(1000, ge=1)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+
+
+class Manifest(Strict):
+    name: str
+    prepare: Literal["sample"] | None = None  # "sample": materialise the embedded sample first
+    sources: list[SourceConfig] = Field(min_length=1)
+    ingest: IngestConfig = IngestConfig()
+    landmarks: LandmarksConfig = LandmarksConfig()
+    identities: IdentitiesConfig = IdentitiesConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dup)}")
+        return v
+
+    def section_hash(self, *sections: str) -> str:
+        """A hash of the settings that decide a stage's results (to refuse mixing runs)."""
+        blob = json.dumps([self.model_dump(mode="json")[s] for s in sections], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
+    """Replace ${VAR} / ${VAR:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{where}.{i}", env) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(m: re.Match) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in env and env[var] != "":
+                return env[var]
+            if default is not None:
+                return default
+            raise ManifestError(f"{where}: environment variable {var} is not set (used as ${{{var}}})")
+
+        return os.path.expanduser(_VAR.sub(sub, value)) if _VAR.search(value) or value.startswith("~") else value
+    return value
+
+
+def load_manifest(
+    path: str | Path,
+    roots: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Manifest:
+    """Read, interpolate and validate a manifest; `roots` overrides source roots by name."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest file not found") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    env = dict(os.environ) if env is None else env
+    for i, src in enumerate(raw.get("sources") or []):
+        if isinstance(src, dict) and roots and src.get("name") in roots:
+            raw["sources"][i] = {**src, "root": roots[src["name"]]}
+    unknown = set(roots or {}) - {s.get("name") for s in raw.get("sources") or [] if isinstance(s, dict)}
+    if unknown:
+        raise ManifestError(f"{path}: --root names unknown source(s): {', '.join(sorted(unknown))}")
+    try:
+        raw = interpolate(raw, "", env)
+        return Manifest.model_validate(raw)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown field"
+            lines.append(f"{path}: {loc}: {msg}")
+        raise ManifestError("\n".join(lines)) from None
+
+
+def default_manifest() -> Path:
+    return MANIFESTS / "sample.yaml"

@@ -1,0 +1,73 @@
+"""The final account: images in = accepted + rejected, per source and per reason.
+
+Counts come from the files themselves (Parquet footers and the rejected rows), not from what the
+tasks claimed, so a lost or duplicated partition shows up here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import storage
+
+
+def _parquet_files(url: str) -> list[str]:
+    fs, path = storage.fs_path(url)
+    if not fs.exists(path):
+        return []
+    return sorted(p for p in fs.find(path) if p.endswith(".parquet") and ".tmp-" not in p and "/_" not in p)
+
+
+def _num_rows(fs, path: str) -> int:
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def reconcile(run: str, images_in: dict[str, int], final_stage: str, stages_run: list[str]) -> dict:
+    """Count accepted rows of `final_stage` and rejected rows of every stage run, per source."""
+    fs, _ = storage.fs_path(run)
+    report: dict = {"final_stage": final_stage, "stages_run": stages_run, "sources": {}, "ok": True}
+    for source, n_in in sorted(images_in.items()):
+        accepted = sum(_num_rows(fs, p) for p in _parquet_files(storage.join(run, final_stage, source)))
+        reasons: Counter = Counter()
+        for stage in stages_run:
+            for p in _parquet_files(storage.join(run, "rejected", stage, source)):
+                with fs.open(p, "rb") as f:
+                    col = pq.read_table(f, columns=["reason"]).column("reason").to_pylist()
+                reasons.update(f"{stage}:{r}" for r in col)
+        rejected = sum(reasons.values())
+        ok = n_in == accepted + rejected
+        report["ok"] &= ok
+        report["sources"][source] = {
+            "images_in": n_in,
+            "accepted": accepted,
+            "rejected": rejected,
+            "rejected_by_reason": dict(sorted(reasons.items())),
+            "balanced": ok,
+        }
+    totals = [report["sources"][s] for s in report["sources"]]
+    report["total"] = {k: sum(t[k] for t in totals) for k in ("images_in", "accepted", "rejected")}
+    return report
+
+
+def print_reconciliation(report: dict, console: Console) -> None:
+    table = Table(title=f"Reconciliation (accepted = rows out of '{report['final_stage']}')")
+    for col in ("source", "images in", "accepted", "rejected", "by reason", "balanced"):
+        table.add_column(col, justify="right" if col in ("images in", "accepted", "rejected") else "left")
+    for name, s in report["sources"].items():
+        reasons = ", ".join(f"{k}={v}" for k, v in s["rejected_by_reason"].items()) or "-"
+        table.add_row(
+            name,
+            str(s["images_in"]),
+            str(s["accepted"]),
+            str(s["rejected"]),
+            reasons,
+            "[green]yes[/]" if s["balanced"] else "[red]NO[/]",
+        )
+    t = report["total"]
+    table.add_row("[bold]total", str(t["images_in"]), str(t["accepted"]), str(t["rejected"]), "", "")
+    console.print(table)

@@ -1,0 +1,66 @@
+"""The record schemas that flow between stages, written down once.
+
+The PLTD columns of ARCHITECTURE.md are the public face of these; the ingest schema is the first
+record every image gets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+BBOX = pa.list_(pa.float32(), 4)
+LANDMARKS = pa.list_(pa.float32(), 136)
+POSE = pa.list_(pa.float32(), 3)
+# Optional vectors in intermediate tables are variable-size lists: pyarrow (<= 25) cannot read back
+# a fixed_size_list column with nulls from Parquet ("Expected all lists to be of size=4 …").
+# The PLTD itself uses the fixed-size types above, where every row has a value.
+OPT_VECTOR = pa.list_(pa.float32())
+
+# One row per readable image. Image bytes stay where they are (path or byte range of a .rec):
+# copying 8 M images at ingest would double the storage for nothing; `assemble` writes the crops.
+INGEST = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_label", pa.string()),  # identity (folder / rec label); null when unknown
+        pa.field("source_path", pa.string(), nullable=False),  # file URL, or the .rec URL
+        pa.field("record_index", pa.int64()),  # .idx key for RecordIO sources, else null
+        pa.field("offset", pa.int64()),  # byte offset of the image bytes inside source_path
+        pa.field("length", pa.int64()),  # number of image bytes at offset (whole file: its size)
+        pa.field("format", pa.string()),  # decoded format: JPEG, PNG, ...
+        pa.field("mode", pa.string()),  # the file's own colour mode before conversion to RGB
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("bbox", OPT_VECTOR),  # 4 values: face box x0,y0,x1,y1 in source-image pixels; null when unknown
+        pa.field("landmarks_gt", OPT_VECTOR),  # 136 values: ground truth 68 points (300W-LP, AFLW2000), else null
+        pa.field("pose_gt", OPT_VECTOR),  # 3 values: ground truth yaw, pitch, roll in degrees, else null
+        pa.field("base_id", pa.string()),  # 300W-LP: the base photo a render came from
+    ]
+)
+
+# One row per image dropped by any stage; `detail` says what exactly was wrong.
+REJECTED = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("source_path", pa.string()),
+        pa.field("record_index", pa.int64()),
+    ]
+)
+
+
+def image_id(source: str, location: str) -> str:
+    """Stable id of an image: a hash of its source name and its location inside the source."""
+    return hashlib.blake2b(f"{source}\x00{location}".encode(), digest_size=12).hexdigest()
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    """An empty table of `schema`."""
+    return schema.empty_table()
