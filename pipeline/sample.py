@@ -83,7 +83,7 @@ class Faces:
 
     def landmarks(self, img: np.ndarray, box: np.ndarray) -> np.ndarray:
         rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
-        rect = self.dlib.rectangle(*[int(round(v)) for v in box])
+        rect = self.dlib.rectangle(*[round(float(v)) for v in box])
         shape = self.predictor(rgb, rect)
         return np.array([[p.x, p.y] for p in shape.parts()], float)
 
@@ -221,12 +221,14 @@ def _render_transform(box: np.ndarray, out: tuple[int, int], roll: float, flip: 
 
 # iBUG 68-point mirror permutation (0-based): jaw, brows, nose, eyes, mouth.
 _MIRROR68 = np.array(
-    [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
-    + [26, 25, 24, 23, 22, 21, 20, 19, 18, 17]
-    + [27, 28, 29, 30, 35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
-    + [64, 63, 62, 61, 60, 67, 66, 65]
+    [
+        *[16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        *[26, 25, 24, 23, 22, 21, 20, 19, 18, 17],
+        *[27, 28, 29, 30, 35, 34, 33, 32, 31],
+        *[45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40],
+        *[54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55],
+        *[64, 63, 62, 61, 60, 67, 66, 65],
+    ]
 )
 
 

@@ -23,7 +23,7 @@ class RecOptions(ReaderOptions):
 
 
 def rec_paths(source: Source) -> tuple[str, str]:
-    fs, root = source.fs()
+    _, root = source.fs()
     p = source.options.prefix
     return posixpath.join(root, f"{p}.rec"), posixpath.join(root, f"{p}.idx")
 
