@@ -8,6 +8,7 @@ payload of a multi-part record is not contiguous) and `record_index` its `.idx` 
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -57,6 +58,10 @@ class InsightfaceRecReader(Reader):
         if not entries:
             raise SourceError(f"source {source.name!r}: {idx} lists no records")
         offsets = dict(entries)
+        if len(offsets) != len(entries):
+            counts = Counter(k for k, _ in entries)
+            key, n = counts.most_common(1)[0]
+            raise SourceError(f"source {source.name!r}: {idx}: key {key} appears {n} times")
         size = fs.size(rec)
         image_keys = [k for k, _ in entries]
         if 0 in offsets:
