@@ -1,0 +1,198 @@
+"""`pltd build` end to end: real LocalCluster, real scheduler + worker processes, SIGKILL and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from tests.conftest import jpeg_bytes
+
+PLTD = [sys.executable, "-m", "pipeline.cli"]
+
+
+def pltd(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*PLTD, *args], capture_output=True, text=True, env=env or os.environ.copy(), **kw)
+
+
+def read_dir(url: Path) -> pa.Table:
+    files = sorted(p for p in url.rglob("*.parquet") if "_done" not in p.parts)
+    return pa.concat_tables([pq.read_table(p) for p in files]) if files else None
+
+
+def folder_manifest(tmp_path: Path, n_images: int, rows_per_partition: int) -> Path:
+    """An image_folder source with n good images in 5 identities plus 3 bad files."""
+    root = tmp_path / "faces"
+    for i in range(n_images):
+        d = root / f"id{i % 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.jpg").write_bytes(jpeg_bytes((40, 40), seed=i))
+    (root / "id0" / "zero.jpg").write_bytes(b"")
+    (root / "id1" / "text.jpg").write_text("hello")
+    (root / "id2" / "cut.jpg").write_bytes(jpeg_bytes((200, 200))[:500])
+    m = tmp_path / "folder.yaml"
+    m.write_text(
+        f"name: folder\nsources: [{{name: faces, format: image_folder, root: {root}}}]\n"
+        f"ingest: {{rows_per_partition: {rows_per_partition}}}\n"
+    )
+    return m
+
+
+@pytest.mark.slow
+def test_sample_build_accounts_for_every_image(tmp_path, sample_dir):
+    env = {**os.environ, "PLTD_SAMPLE_DIR": str(sample_dir)}
+    run = tmp_path / "run"
+    done = pltd("build", "--out", str(run), env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Dask dashboard: http://" in done.stdout
+    assert "Stages run: ingest." in done.stdout and "landmarks (issue #3)" in done.stdout
+    rec = json.loads((run / "reconciliation.json").read_text())
+    got = {s: (v["images_in"], v["accepted"], v["rejected"]) for s, v in rec["sources"].items()}
+    assert got == {"vggface2": (67, 64, 3), "ms1mv3": (85, 84, 1), "300w_lp": (54, 53, 1)}
+    assert rec["sources"]["vggface2"]["rejected_by_reason"] == {
+        "ingest:decode_error": 1,
+        "ingest:empty_file": 1,
+        "ingest:not_an_image": 1,
+    }
+    rows = read_dir(run / "ingest")
+    assert rows.num_rows == 201 and len(set(rows.column("image_id").to_pylist())) == 201
+    by_source = {}
+    for r in rows.select(["source", "source_label"]).to_pylist():
+        by_source.setdefault(r["source"], set()).add(r["source_label"])
+    assert len(by_source["vggface2"]) == 16 and len(by_source["ms1mv3"]) == 21 and len(by_source["300w_lp"]) == 9
+    resolved = (run / "manifest.resolved.yaml").read_text()
+    assert "stage_settings_hash" in resolved and str(sample_dir) in resolved
+    # rerun: every partition is complete, nothing recomputed, same account
+    again = pltd("build", "--out", str(run), env=env, timeout=300)
+    assert again.returncode == 0 and "(8 already complete)" in again.stdout
+    shown = CliRunner().invoke(app, ["inspect", str(run)])
+    assert shown.exit_code == 0 and "vggface2" in shown.output and "201" in shown.output
+
+
+@pytest.mark.slow
+def test_changed_settings_are_refused_until_forced(tmp_path):
+    m = folder_manifest(tmp_path, 20, 8)
+    run = tmp_path / "run"
+    assert pltd("build", str(m), "--out", str(run), timeout=300).returncode == 0
+    m.write_text(m.read_text().replace("rows_per_partition: 8", "rows_per_partition: 5"))
+    refused = pltd("build", str(m), "--out", str(run), timeout=300)
+    assert refused.returncode == 1 and "different settings for stage 'ingest'" in refused.stderr
+    forced = pltd("build", str(m), "--out", str(run), "--force", "ingest", timeout=300)
+    assert forced.returncode == 0, forced.stderr
+    assert len(list((run / "ingest" / "faces" / "_done").glob("*.json"))) == 5  # 23 files / 5 per part
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_rows(tmp_path):
+    m = folder_manifest(tmp_path, 240, 1)  # 243 one-row partitions: the stage lasts seconds
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert pltd("build", str(m), "--out", str(clean), timeout=600).returncode == 0
+    proc = subprocess.Popen(
+        [*PLTD, "build", str(m), "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the driver and its cluster die together
+    )
+    markers = killed / "ingest" / "faces" / "_done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(markers.glob("*.json")) if markers.exists() else []) < 20:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = len(list(markers.glob("*.json")))
+    assert 20 <= at_kill < 243, f"kill did not land mid-stage ({at_kill} of 243 partitions complete)"
+    assert not (killed / "reconciliation.json").exists()
+    resumed = pltd("build", str(m), "--out", str(killed), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({at_kill} already complete)" in resumed.stdout or "already complete" in resumed.stdout
+    for sub in ("ingest", "rejected"):
+        a, b = read_dir(clean / sub), read_dir(killed / sub)
+        a, b = a.sort_by("image_id"), b.sort_by("image_id")
+        assert a.equals(b), f"{sub} differs after resume"
+        assert len(set(b.column("image_id").to_pylist())) == b.num_rows
+    rec = json.loads((killed / "reconciliation.json").read_text())["sources"]["faces"]
+    assert (rec["images_in"], rec["accepted"], rec["rejected"]) == (243, 240, 3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_build_on_an_existing_scheduler_and_worker(tmp_path):
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    addr,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(tmp_path / "w"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        m = folder_manifest(tmp_path, 30, 7)
+        done = pltd("build", str(m), "--out", str(tmp_path / "run"), "--cluster", addr, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rec = json.loads((tmp_path / "run" / "reconciliation.json").read_text())["sources"]["faces"]
+        assert (rec["images_in"], rec["accepted"], rec["rejected"]) == (33, 30, 3)
+        stats = [json.loads(p.read_text()) for p in (tmp_path / "run" / "ingest" / "faces" / "_done").glob("*.json")]
+        assert len(stats) == 5
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
+def test_bad_manifest_fails_at_start_naming_field(tmp_path):
+    m = tmp_path / "bad.yaml"
+    m.write_text("name: x\nsources: [{name: a, format: image_folder, root: /tmp, identiy: folder}]\n")
+    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "bad.yaml" in res.output and "sources.0" in res.output and "identiy" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_root_fails_at_start_naming_path(tmp_path):
+    m = tmp_path / "m.yaml"
+    m.write_text(f"name: x\nsources: [{{name: a, format: vggface2, root: {tmp_path}/nowhere}}]\n")
+    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and f"{tmp_path}/nowhere does not exist" in res.output
+
+
+def test_unknown_force_stage_and_bad_root_flag(tmp_path):
+    m = folder_manifest(tmp_path, 5, 5)
+    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r"), "--force", "landmark"])
+    assert res.exit_code == 1 and "--force landmark: unknown stage" in res.output
+    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r"), "--root", "faces"])
+    assert res.exit_code == 2 and "expected NAME=PATH" in res.output
