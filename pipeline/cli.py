@@ -41,7 +41,10 @@ def _parse_roots(values: list[str]) -> dict[str, str]:
 @app.command()
 def build(
     manifest: Annotated[Path | None, typer.Argument(help="Build recipe; default: the embedded sample.")] = None,
-    out: Annotated[str, typer.Option("--out", "-o", help="Run directory (local path or fsspec URL).")] = "runs/sample",
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Run directory (path or fsspec URL); default runs/<manifest name>."),
+    ] = None,
     cluster: Annotated[
         str | None,
         typer.Option(help="Profile in dask_cluster.yaml (local, scheduler, slurm, kubernetes) or tcp://HOST:PORT."),
@@ -67,6 +70,7 @@ def build(
         profile = load_profile(cluster, cluster_file)
     except ManifestError as exc:
         _fail(str(exc))
+    out = out or f"runs/{m.name}"
     if m.prepare == "sample":
         console.print(f"embedded sample: {make_sample(os.environ['PLTD_SAMPLE_DIR'])}")
     console.print(f"manifest [bold]{m.name}[/] ({path}) → {out}; cluster: {cluster or 'default profile'}")

@@ -13,19 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from stages.problems import RowProblem
+
 # Never decode a truncated file as if it were whole (Pillow's default, but made explicit here).
 Image.LOAD_TRUNCATED_IMAGES = False
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; larger is a bomb or not a face photo
 
 
-class ImageProblem(Exception):
-    """A per-image problem: becomes a rejected row with `reason`, never stops a build."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class ImageProblem(RowProblem):
+    """An image that cannot be used: becomes a rejected row with `reason`, never stops a build."""
 
 
 @dataclass(frozen=True)

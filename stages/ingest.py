@@ -59,6 +59,19 @@ class Rows:
         for name, col in self.accepted.items():
             col.append(row.get(name))
 
+    def accept_image(self, image_id: str, url: str, length: int, header: Header, **row) -> None:
+        """Accept a decoded image: its header fills format, mode and size."""
+        self.accept(
+            image_id=image_id,
+            source_path=url,
+            length=length,
+            format=header.format,
+            mode=header.mode,
+            width=header.width,
+            height=header.height,
+            **row,
+        )
+
     def reject(self, image_id: str, reason: str, detail: str, source_path: str, record_index: int | None = None):
         row = dict(
             image_id=image_id,

@@ -24,19 +24,16 @@ from typing import BinaryIO
 
 import numpy as np
 
+from stages.problems import RowProblem
+
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LEN_MASK = (1 << 29) - 1
 _IRHEADER = struct.Struct("<IfQQ")
 
 
-class RecordError(Exception):
+class RecordError(RowProblem):
     """A record that cannot be read; `reason` is the rejection reason."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

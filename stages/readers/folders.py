@@ -39,18 +39,7 @@ def read_folder_partition(source: Source, plan: pa.Table, settings) -> tuple[pa.
         if bbox is not None and not (bbox[2] > bbox[0] and bbox[3] > bbox[1]):
             rows.reject(iid, "bad_box", f"dataset box {bbox} has no area", url)
             continue
-        rows.accept(
-            image_id=iid,
-            source_label=label,
-            source_path=url,
-            offset=0,
-            length=len(data),
-            format=header.format,
-            mode=header.mode,
-            width=header.width,
-            height=header.height,
-            bbox=bbox,
-        )
+        rows.accept_image(iid, url, len(data), header, source_label=label, offset=0, bbox=bbox)
     return rows.tables()
 
 

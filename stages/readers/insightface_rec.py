@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from pipeline.schemas import image_id
-from stages.images import ImageProblem
+from stages.problems import RowProblem
 from stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, register
 from stages.recordio import RecordError, read_idx, read_record, unpack
 
@@ -95,19 +95,10 @@ class InsightfaceRecReader(Reader):
                 try:
                     header, payload = unpack(read_record(f, offset, size))
                     meta = verify_image(payload, settings)
-                except (RecordError, ImageProblem) as exc:
+                except RowProblem as exc:
                     rows.reject(iid, exc.reason, f"record {key} at byte {offset}: {exc.detail}", rec_url, key)
                     continue
-                rows.accept(
-                    image_id=iid,
-                    source_label=record_label(header),
-                    source_path=rec_url,
-                    record_index=key,
-                    offset=offset,
-                    length=len(payload),
-                    format=meta.format,
-                    mode=meta.mode,
-                    width=meta.width,
-                    height=meta.height,
+                rows.accept_image(
+                    iid, rec_url, len(payload), meta, source_label=record_label(header), record_index=key, offset=offset
                 )
         return rows.tables()

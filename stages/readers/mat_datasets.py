@@ -19,16 +19,14 @@ import pyarrow as pa
 import scipy.io
 
 from pipeline.schemas import image_id
-from stages.images import ImageProblem
+from stages.problems import RowProblem
 from stages.readers.base import PlanStats, Reader, Source, list_images, register
 
 _RENDER_SUFFIX = re.compile(r"_\d+$")
 
 
-class AnnotationProblem(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
+class AnnotationProblem(RowProblem):
+    """A `.mat` annotation that is absent, damaged or incomplete."""
 
 
 def pose_from_para(pose_para: np.ndarray) -> list[float]:
@@ -104,23 +102,20 @@ class MatReader(Reader):
                     mat = load_mat(f.read(), fields)
                 pose = pose_from_para(mat["Pose_Para"])
                 landmarks = landmarks_from(mat, self.landmark_field)
-            except (ImageProblem, AnnotationProblem) as exc:
+            except RowProblem as exc:
                 rows.reject(iid, exc.reason, exc.detail, url)
                 continue
             except OSError as exc:
                 rows.reject(iid, "unreadable_file", str(exc), url)
                 continue
             xy = np.asarray(landmarks).reshape(-1, 2)
-            rows.accept(
-                image_id=iid,
+            rows.accept_image(
+                iid,
+                url,
+                len(data),
+                header,
                 source_label=label,
-                source_path=url,
                 offset=0,
-                length=len(data),
-                format=header.format,
-                mode=header.mode,
-                width=header.width,
-                height=header.height,
                 bbox=[*xy.min(axis=0).tolist(), *xy.max(axis=0).tolist()],  # tight landmark box
                 landmarks_gt=landmarks,
                 pose_gt=pose,
