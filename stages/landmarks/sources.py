@@ -1,0 +1,163 @@
+"""Landmark sources of Algorithm 1 (a registry): teachers and the second source (MediaPipe).
+
+Each source maps a list of views to one `Sample` per view (68 points in view pixels, a pose, or
+None when it finds no face). Heavy models are built once per worker through `worker_cache`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.landmarks.geometry import fit_pose
+from stages.landmarks.views import View
+
+
+@dataclass
+class Sample:
+    landmarks: np.ndarray  # 68 x 2, view pixels
+    pose: tuple[float, float, float] | None  # yaw, pitch, roll (degrees)
+    source: str  # registry name
+    mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
+
+
+SOURCES: dict[str, Callable[..., object]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        SOURCES[name] = cls
+        cls.name = name
+        return cls
+
+    return deco
+
+
+def create_source(name: str, **kwargs):
+    if name not in SOURCES:
+        raise KeyError(f"unknown landmark source {name!r}; known: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name](**kwargs)
+
+
+def shipped_model(filename: str) -> str:
+    """A model file of the `face_recognition_models` package, located without importing it."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{filename}: package face_recognition_models is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"dlib model file {path} not found (reinstall face-recognition-models)")
+    return str(path)
+
+
+class FittedPose:
+    """Pose from fitting the mean 3D face to a sample's 68 points (none without a mean face)."""
+
+    mean_face: np.ndarray | None
+
+    def _pose(self, pts: np.ndarray) -> tuple[float, float, float] | None:
+        return None if self.mean_face is None else fit_pose(pts, self.mean_face)[0]
+
+
+@register("dlib68")
+class Dlib68(FittedPose):
+    """dlib's iBUG 300-W 68-point shape predictor; pose by fitting the mean 3D face."""
+
+    def __init__(self, mean_face: np.ndarray | None, **_):
+        import dlib
+
+        self.dlib = dlib
+        self.predictor = dlib.shape_predictor(shipped_model("shape_predictor_68_face_landmarks.dat"))
+        self.mean_face = mean_face
+
+    def __call__(self, views: list[View]) -> list[Sample | None]:
+        out = []
+        for v in views:
+            rect = self.dlib.rectangle(*(round(float(c)) for c in v.face))
+            shape = self.predictor(v.image, rect)
+            pts = np.array([(p.x, p.y) for p in shape.parts()], float)
+            out.append(Sample(pts, self._pose(pts), self.name))
+        return out
+
+
+@register("mediapipe")
+class MediaPipeMesh(FittedPose):
+    """MediaPipe FaceMesh (468 points) → 68 through the index map; pose by fitting the mean face."""
+
+    def __init__(self, mean_face: np.ndarray | None, index_map: np.ndarray, **_):
+        import mediapipe as mp
+
+        self.mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=0.5
+        )
+        self.mean_face = mean_face
+        self.index_map = index_map
+
+    def run_mesh(self, image: np.ndarray) -> np.ndarray | None:
+        res = self.mesh.process(image)
+        if not res.multi_face_landmarks:
+            return None
+        h, w = image.shape[:2]
+        lm = res.multi_face_landmarks[0].landmark
+        return np.array([(p.x * w, p.y * h, p.z * w) for p in lm], float)
+
+    def __call__(self, views: list[View]) -> list[Sample | None]:
+        out = []
+        for v in views:
+            mesh = self.run_mesh(v.image)
+            if mesh is None:
+                out.append(None)
+                continue
+            pts = mesh[self.index_map, :2]
+            out.append(Sample(pts, self._pose(pts), self.name, mesh))
+        return out
+
+
+@register("resnet50")
+class ResNetTeacher:
+    """The paper's teacher: a ResNet50 trained by `pltd train --preset teacher-300wlp` (68x2 + 3 outputs).
+
+    Outputs: landmarks as fractions of the input side (x, y interleaved), then yaw, pitch, roll in
+    degrees. Runs batched over every view it is given, on the GPU when there is one.
+    """
+
+    def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):
+        import torch
+
+        from trainer.checkpoints import load_model
+
+        self.torch = torch
+        self.model, ckpt = load_model(checkpoint, task="landmarks_pose", role="landmarks.teacher_checkpoint")
+        self.input_size = int(ckpt["input_size"])
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        self.batch_size = batch_size
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """N x S x S x 3 uint8 (S = input size) → N x 139."""
+        torch = self.torch
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                x = torch.from_numpy(images[i : i + self.batch_size]).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                outs.append(self.model(x).float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, 139), np.float32)
+
+    def __call__(self, views: list[View]) -> list[Sample | None]:
+        from PIL import Image
+
+        s = self.input_size
+        imgs = np.stack(
+            [v.image if v.image.shape[0] == s else np.asarray(Image.fromarray(v.image).resize((s, s))) for v in views]
+        )
+        pred = self.predict(imgs)
+        out = []
+        for v, p in zip(views, pred, strict=True):
+            pts = p[:136].reshape(68, 2) * v.image.shape[0]
+            out.append(Sample(pts, (float(p[136]), float(p[137]), float(p[138])), self.name))
+        return out

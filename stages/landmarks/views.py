@@ -1,0 +1,67 @@
+"""The augmentation set A of Algorithm 1: N square views of the face region, seeded by image id.
+
+A view is a square crop of the image around a box derived from the face box (tight, loose,
+shifted, padded — the crop may extend past the image, which is then padded with black), resized to
+`size` pixels. Each view keeps the affine map back to source pixels, so every sample returns to the
+original image's coordinates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# (scale of the face box side, shift x, shift y as fractions of that side) for the fixed views;
+# views beyond these are drawn at random from the same ranges.
+FIXED = [(1.3, 0.0, 0.0), (1.1, 0.0, 0.0), (1.6, 0.0, 0.0), (1.3, 0.08, 0.0), (1.3, -0.08, 0.0),
+         (1.3, 0.0, 0.08), (1.3, 0.0, -0.08), (2.0, 0.0, 0.0)]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class View:
+    image: np.ndarray  # size x size x 3 uint8
+    x0: float  # source-pixel corner of the crop
+    y0: float
+    scale: float  # view pixels per source pixel
+    face: tuple[float, float, float, float]  # the (shifted) face box in view pixels
+
+    def to_source(self, pts: np.ndarray) -> np.ndarray:
+        pts = np.asarray(pts, float).reshape(-1, 2)
+        return pts / self.scale + [self.x0, self.y0]
+
+    def to_view(self, pts: np.ndarray) -> np.ndarray:
+        return (np.asarray(pts, float).reshape(-1, 2) - [self.x0, self.y0]) * self.scale
+
+
+def seed_of(image_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(image_id.encode(), digest_size=8).digest(), "little")
+
+
+def view_boxes(box: np.ndarray, n: int, seed: int) -> list[tuple[float, float, float, float, float]]:
+    """n square crop boxes (cx, cy, side, face cx, face cy) around the face box."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    rng = np.random.default_rng(seed)
+    params = list(FIXED[:n])
+    while len(params) < n:
+        params.append((rng.uniform(1.1, 1.8), rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1)))
+    return [(cx + dx * side, cy + dy * side, s * side, cx, cy) for s, dx, dy in params]
+
+
+def make_views(image: np.ndarray, box: np.ndarray, n: int, size: int, seed: int) -> list[View]:
+    """Crop, pad and resize n views of `image` (HxWx3 uint8) around face `box` (x0,y0,x1,y1)."""
+    pil = Image.fromarray(image)
+    fw, fh = box[2] - box[0], box[3] - box[1]
+    views = []
+    for cx, cy, side, _, _ in view_boxes(np.asarray(box, float), n, seed):
+        x0, y0 = cx - side / 2, cy - side / 2
+        scale = size / side
+        # PIL's affine transform maps output pixels back to input pixels; out of range → black
+        crop = pil.transform((size, size), Image.AFFINE, (1 / scale, 0, x0, 0, 1 / scale, y0), Image.BILINEAR)
+        fx0, fy0 = (box[0] - x0) * scale, (box[1] - y0) * scale
+        views.append(View(np.asarray(crop), x0, y0, scale, (fx0, fy0, fx0 + fw * scale, fy0 + fh * scale)))
+    return views

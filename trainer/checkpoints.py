@@ -1,0 +1,56 @@
+"""Checkpoint files the trainer writes and the pipeline's backends read.
+
+A checkpoint is a dict saved with `torch.save`: ``{"format": "pltd-checkpoint-1", "arch": NAME,
+"arch_kwargs": {...}, "task": ..., "input_size": N, "state_dict": {...}, "meta": {...}}``. Loading
+uses ``weights_only=True``, so a file cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FORMAT = "pltd-checkpoint-1"
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint that is missing or not ours; the message names the file."""
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, task: str, input_size: int, **meta) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "format": FORMAT,
+            "arch": arch,
+            "arch_kwargs": meta.pop("arch_kwargs", {}),
+            "task": task,
+            "input_size": input_size,
+            "state_dict": model.state_dict(),
+            "meta": meta,
+        },
+        path,
+    )
+
+
+def load_model(path: str | Path | None, task: str, role: str) -> tuple[torch.nn.Module, dict]:
+    """Build the network a checkpoint describes and load its weights; clear errors otherwise."""
+    from trainer.networks import create
+
+    if not path:
+        raise CheckpointError(f"{role}: no checkpoint configured (set it in the manifest)")
+    p = Path(str(path)).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"{role}: checkpoint file {p} not found (train it with `pltd train`, or fix the path)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or unsafe files
+        raise CheckpointError(f"{role}: {p} is not a loadable checkpoint: {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{role}: {p} is not a pltd checkpoint (expected format {FORMAT})")
+    if ckpt.get("task") != task:
+        raise CheckpointError(f"{role}: {p} was trained for task {ckpt.get('task')!r}, expected {task!r}")
+    model = create(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
