@@ -10,6 +10,8 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from rich.console import Console
 
@@ -19,6 +21,7 @@ from pipeline.plan import make_plan, read_partition
 from pipeline.reconcile import print_reconciliation, reconcile
 from pipeline.runner import PartitionTask, run_stage
 from stages.ingest import IngestSettings, ingest_partition
+from stages.landmarks.stage import LandmarkSettings, label_partition
 from stages.readers.base import Source, get_reader
 
 
@@ -32,7 +35,7 @@ class StageInfo:
 
 STAGES = (
     StageInfo("ingest", True, ("sources", "ingest")),
-    StageInfo("landmarks", False, ("landmarks",), 3),
+    StageInfo("landmarks", True, ("landmarks",), 3),
     StageInfo("embeddings", False, ("identities",), 4),
     StageInfo("identities", False, ("identities",), 4),
     StageInfo("assemble", False, ("output",), 5),
@@ -58,6 +61,35 @@ def _ingest_compute(run: str, source: Source, part: int, settings: IngestSetting
     plan = read_partition(run, source.name, part)
     accepted, rejected = ingest_partition(source, plan, settings)
     return accepted, rejected, plan.num_rows
+
+
+def _landmarks_compute(run: str, source: str, part: int, settings: LandmarkSettings):
+    rows = storage.read_table(PartitionTask(run, "ingest", source, part).output)
+    accepted, rejected = label_partition(rows, settings)
+    return accepted, rejected, rows.num_rows
+
+
+def _stage_jobs(stage: str, run: str, manifest: Manifest, sources: list[Source], plans: dict) -> list:
+    """(task, compute, args) for every partition of `stage`; partition ids follow the plan."""
+    if stage == "ingest":
+        settings = IngestSettings(**manifest.ingest.model_dump(exclude={"rows_per_partition"}))
+        return [
+            (PartitionTask(run, "ingest", s.name, part), _ingest_compute, (run, s, part, settings))
+            for s in sources
+            for part in range(plans[s.name]["partitions"])
+        ]
+    if stage == "landmarks":
+        settings = LandmarkSettings(**manifest.landmarks.model_dump())
+        return [
+            (PartitionTask(run, "landmarks", s.name, part), _landmarks_compute, (run, s.name, part, settings))
+            for s in sources
+            for part in range(plans[s.name]["partitions"])
+        ]
+    raise ValueError(f"stage {stage!r} has no jobs")
+
+
+def _uses_gpu(stage: str, manifest: Manifest) -> bool:
+    return stage == "landmarks" and (manifest.landmarks.teacher == "resnet50" or manifest.landmarks.blink == "resnet18")
 
 
 def _stage_hashes(manifest: Manifest) -> dict[str, str]:
@@ -107,6 +139,31 @@ def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[st
         console.print(f"removed {stale} temporary file(s) left by an interrupted run")
 
 
+def _audit(run: str, sources: list[Source], console: Console) -> None:
+    """Pseudo-labels against ground truth for sources that have it; saved and printed."""
+    from stages.landmarks.audit import audit, format_audit
+
+    with_gt = [s.name for s in sources if s.format in ("300w_lp", "aflw2000")]
+    if not with_gt:
+        return
+    fs, _ = storage.fs_path(run)
+    files = [
+        p
+        for s in with_gt
+        for p in sorted(fs.glob(storage.fs_path(storage.join(run, "landmarks", s))[1] + "/part-*.parquet"))
+    ]
+    tables = []
+    for p in files:
+        with fs.open(p, "rb") as f:
+            tables.append(pa.Table.from_batches(pq.ParquetFile(f).iter_batches()))
+    if not tables:
+        return
+    report = audit(pa.concat_tables(tables))
+    storage.write_json(storage.join(run, "audit", "landmarks.json"), report)
+    for line in format_audit(report):
+        console.print(line, highlight=False)
+
+
 def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list[str], console: Console) -> dict:
     """Run every implemented stage; returns the reconciliation report (also in RUN/)."""
     from pipeline.cluster import connect
@@ -122,31 +179,35 @@ def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list
             f"plan [bold]{p['source']}[/] ({p['format']}): {p['images']} images in {p['partitions']} partitions"
             + (f"; not images: {ignored}" if ignored else "")
         )
-    settings = IngestSettings(**manifest.ingest.model_dump(exclude={"rows_per_partition"}))
-    meta = {"stage": "ingest", "manifest": manifest.name, "settings_hash": _stage_hashes(manifest)["ingest"]}
-    jobs = [
-        (PartitionTask(run, "ingest", s.name, part), _ingest_compute, (run, s, part, settings))
-        for s in sources
-        for part in range(plans[s.name]["partitions"])
-    ]
-    with connect(profile) as client:
-        console.print(f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(client.nthreads())} workers)")
-        result = run_stage(client, "ingest", jobs, meta, console)
-    summary = result.summary()
-    storage.write_json(storage.join(run, "stats", "ingest.json"), summary)
-    console.print(
-        f"ingest: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
-        f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
-        f"{summary['wall_seconds']:.1f} s"
-    )
-    if result.failed:
-        for task, detail in result.failed[:10]:
-            console.print(f"[red]failed[/] {task.stage}/{task.source}/{task.name}: {detail}")
-        raise BuildError(
-            f"{len(result.failed)} partition(s) of stage 'ingest' failed; fix the cause and rerun the same "
-            "command: complete partitions are kept"
-        )
     ran = [s.name for s in STAGES if s.implemented]
+    hashes = _stage_hashes(manifest)
+    with connect(profile) as client:
+        workers = client.scheduler_info().get("workers", {})
+        gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
+        console.print(
+            f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(workers)} workers, {gpu_workers} with a GPU)"
+        )
+        for stage in ran:
+            meta = {"stage": stage, "manifest": manifest.name, "settings_hash": hashes[stage]}
+            resources = {"GPU": 1} if gpu_workers and _uses_gpu(stage, manifest) else None
+            jobs = _stage_jobs(stage, run, manifest, sources, plans)
+            result = run_stage(client, stage, jobs, meta, console, resources=resources)
+            summary = result.summary()
+            storage.write_json(storage.join(run, "stats", f"{stage}.json"), summary)
+            console.print(
+                f"{stage}: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
+                f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
+                f"{summary['wall_seconds']:.1f} s"
+            )
+            if result.failed:
+                for task, detail in result.failed[:10]:
+                    console.print(f"[red]failed[/] {task.stage}/{task.source}/{task.name}: {detail}")
+                raise BuildError(
+                    f"{len(result.failed)} partition(s) of stage '{stage}' failed; fix the cause and rerun the same "
+                    "command: complete partitions are kept"
+                )
+            if stage == "landmarks":
+                _audit(run, sources, console)
     pending = [s for s in STAGES if not s.implemented]
     report = reconcile(run, {k: v["images"] for k, v in plans.items()}, ran[-1], ran)
     report["stages_not_implemented"] = [f"{s.name} (issue #{s.issue})" for s in pending]
@@ -166,7 +227,7 @@ def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list
     if pending:
         console.print(
             "Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ". "
-            f"The run holds ingest rows ({run}/ingest/), not a PLTD."
+            f"The run holds the rows of '{ran[-1]}' ({run}/{ran[-1]}/), not a PLTD."
         )
     if not report["ok"]:
         raise BuildError(f"counts do not reconcile; see {run}/reconciliation.json")

@@ -106,6 +106,96 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
 
 
 @app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="Run directory written by `pltd build`.")],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="PNG for labelled faces; rejected ones go to *_rejected.png.")
+    ] = "grid.png",
+    limit: Annotated[int, typer.Option(help="Faces per sheet.")] = 48,
+) -> None:
+    """Draw labelled faces (landmarks, pose axes: x red, y green, z blue) and rejected images with reasons."""
+    from pipeline.show import show as draw
+
+    try:
+        a, b, n_ok, n_bad = draw(run, out, limit)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    console.print(f"{a}: {n_ok} labelled faces; {b}: {n_bad} rejected images")
+
+
+@app.command("index-match")
+def index_match(
+    run: Annotated[str, typer.Argument(help="Run directory with ingest output (faces to learn from).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index map JSON to write (name it in landmarks.index_map).")],
+    teacher: Annotated[
+        str, typer.Option(help="Teacher whose 68 points define the targets: dlib68 or resnet50.")
+    ] = "dlib68",
+    teacher_checkpoint: Annotated[str | None, typer.Option(help="Checkpoint for --teacher resnet50.")] = None,
+    max_images: Annotated[int, typer.Option(help="Images to use at most.")] = 2000,
+    views: Annotated[int, typer.Option(help="Views per image.")] = 2,
+) -> None:
+    """Learn the MediaPipe 468 → 68 index map from teacher outputs (IndexMatching of Algorithm 1)."""
+    import datetime as dt
+
+    from stages.landmarks.index_match import index_map_from
+    from stages.landmarks.mesh_map import save_index_map
+    from stages.landmarks.sources import create_source
+
+    rows = _ingest_rows(run, max_images, exclude_formats=())
+    t = create_source(teacher, mean_face=None, checkpoint=teacher_checkpoint)
+    mesh = create_source("mediapipe", mean_face=None, index_map=list(range(68)))
+    try:
+        idx, err, n = index_map_from(rows, t, mesh, views)
+    except ValueError as exc:
+        _fail(str(exc))
+    prov = {"teacher": teacher, "teacher_checkpoint": teacher_checkpoint, "run": run, "views": n,
+            "made": dt.date.today().isoformat(), "command": "pltd index-match"}  # fmt: skip
+    save_index_map(out, idx, err, prov)
+    console.print(
+        f"{out}: 68 indices from {n} views; mean error {err.mean():.4f} of the face size (max {err.max():.4f})"
+    )
+
+
+@app.command("mean-face")
+def mean_face(
+    run: Annotated[str, typer.Argument(help="Run directory whose ingest holds 300W-LP (or AFLW2000) rows.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Mean face JSON to write (name it in landmarks.mean_face).")],
+    max_angle: Annotated[
+        float, typer.Option(help="Near-frontal: |yaw|, |pitch|, |roll| at most this (degrees).")
+    ] = 10.0,
+) -> None:
+    """Recompute the mean 3D face: x, y from near-frontal ground truth, depth from the shipped model."""
+    import datetime as dt
+
+    import numpy as np
+
+    from stages.landmarks.mean_face import load_mean_face, save_mean_face, with_frontal_2d
+
+    rows = [r for r in _ingest_rows(run, 10**9) if r.get("landmarks_gt") and r.get("pose_gt")]
+    frontal = [r["landmarks_gt"] for r in rows if max(abs(a) for a in r["pose_gt"]) <= max_angle]
+    if len(frontal) < 5:
+        _fail(f"{run}: {len(frontal)} ground-truth rows within {max_angle}° of frontal; need at least 5")
+    points = with_frontal_2d(load_mean_face(), [np.asarray(p) for p in frontal])
+    provenance = {
+        "x_y": f"mean of {len(frontal)} ground-truth shapes with all angles ≤ {max_angle}°",
+        "z": "the shipped mean face's depth",
+        "run": run,
+        "made": dt.date.today().isoformat(),
+    }
+    save_mean_face(out, points, provenance)
+    console.print(f"{out}: mean face from {len(frontal)} near-frontal shapes")
+
+
+def _ingest_rows(run: str, limit: int, exclude_formats: tuple[str, ...] = ()) -> list[dict]:
+    from pipeline.show import _tables
+
+    table = _tables(run, "ingest")
+    if table is None:
+        _fail(f"{run}: no ingest output; run `pltd build` first")
+    return table.slice(0, limit).to_pylist()
+
+
+@app.command()
 def sample(
     out: Annotated[Path | None, typer.Option(help="Where to write it; default $PLTD_SAMPLE_DIR or ~/.cache.")] = None,
 ) -> None:

@@ -77,17 +77,25 @@ class IngestConfig(Strict):
 
 
 class LandmarksConfig(Strict):
-    """Algorithm 1 settings (the stage itself is issue #3)."""
+    """Algorithm 1 settings."""
 
-    views: int = Field(8, ge=1, le=64)
-    teacher: str = "dlib68"
+    views: int = Field(8, ge=1, le=64)  # N
+    view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
+    teacher: Literal["dlib68", "resnet50"] = "dlib68"
     teacher_checkpoint: str | None = None
-    second: str = "mediapipe"
-    index_map: str | None = None
-    blink: str = "mediapipe_ear"
+    second: Literal["mediapipe", "none"] = "mediapipe"
+    index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
+    mean_face: str | None = None  # default: the shipped mean 3D face
+    blink: Literal["mediapipe_ear", "resnet18", "none"] = "mediapipe_ear"
     blink_checkpoint: str | None = None
+    pose_from: Literal["teacher", "own"] = "teacher"  # MediaPipe samples carry the teacher's P3 (paper)
     t_d: float = Field(0.05, gt=0, le=1)
-    min_samples: int = Field(3, ge=1)
+    keep: int = Field(3, ge=1)  # selective fitting stops at this many samples
+    min_samples: int = Field(3, ge=1)  # fewer valid samples: too_few_valid_samples
+    min_face_fraction: float = Field(0.1, gt=0, lt=1)
+    min_x_spread: float = Field(0.03, ge=0, lt=1)
+    audit: bool = True  # also pseudo-label ground-truth sources, for the audit
+    batch_images: int = Field(32, ge=1)  # images whose views a torch teacher runs in one batch
 
 
 class IdentitiesConfig(Strict):

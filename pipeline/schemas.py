@@ -42,6 +42,33 @@ INGEST = pa.schema(
     ]
 )
 
+# Algorithm 1's output, one row per labelled image, partition for partition with ingest. For sources
+# with ground truth (300W-LP, AFLW2000) the label is the ground truth and the pseudo-label, computed
+# all the same, goes to the audit columns with the single-pass outputs of each source on view 0.
+LANDMARKS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("label_kind", pa.string(), nullable=False),  # pseudo | ground_truth
+        pa.field("landmarks", OPT_VECTOR),  # 136: 68 points in source-image pixels
+        pa.field("pose", OPT_VECTOR),  # 3: yaw, pitch, roll in degrees
+        pa.field("n_samples", pa.int8()),  # samples kept by selective fitting
+        pa.field("n_teacher", pa.int8()),  # … of which from the teacher
+        pa.field("n_second", pa.int8()),  # … of which from the second source (MediaPipe)
+        pa.field("n_valid", pa.int8()),  # valid samples before fitting (|D|)
+        pa.field("fit_error", pa.float32()),  # mean distance of kept samples to their mean / face size
+        pa.field("eye_closed", OPT_VECTOR),  # 2: σ of eye 36–41 and eye 42–47, mean over views
+        pa.field("face_box", OPT_VECTOR),  # 4: the box the views were cut around (source pixels)
+        pa.field("pseudo_status", pa.string()),  # accepted, or the rejection reason (audit rows)
+        pa.field("pseudo_landmarks", OPT_VECTOR),
+        pa.field("pseudo_pose", OPT_VECTOR),
+        pa.field("single_teacher_landmarks", OPT_VECTOR),
+        pa.field("single_teacher_pose", OPT_VECTOR),
+        pa.field("single_second_landmarks", OPT_VECTOR),
+        pa.field("single_second_pose", OPT_VECTOR),
+    ]
+)
+
 # One row per image dropped by any stage; `detail` says what exactly was wrong.
 REJECTED = pa.schema(
     [

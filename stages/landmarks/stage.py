@@ -1,0 +1,222 @@
+"""The landmarks stage (Algorithm 1) over one partition of ingest rows. No Dask here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import worker_cache
+from pipeline.schemas import LANDMARKS, REJECTED
+from stages.fetch import Fetcher
+from stages.images import ImageProblem, decode_rgb
+from stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
+from stages.landmarks.fitting import Validity, invalid_reason, selective_fit
+from stages.landmarks.sources import Sample
+from stages.landmarks.views import View, make_views, seed_of
+
+STAGE = "landmarks"
+
+
+@dataclass(frozen=True)
+class LandmarkSettings:
+    views: int = 8
+    view_size: int = 256
+    teacher: str = "dlib68"
+    teacher_checkpoint: str | None = None
+    second: str = "mediapipe"
+    index_map: str | None = None
+    mean_face: str | None = None
+    blink: str = "mediapipe_ear"
+    blink_checkpoint: str | None = None
+    pose_from: str = "teacher"
+    t_d: float = 0.05
+    keep: int = 3
+    min_samples: int = 3
+    min_face_fraction: float = 0.1
+    min_x_spread: float = 0.03
+    audit: bool = True
+    batch_images: int = 32
+
+
+class Models:
+    """Everything a worker needs, built once per worker process (see `worker_cache`)."""
+
+    def __init__(self, s: LandmarkSettings):
+        from stages.landmarks.blink import ResNetBlink
+        from stages.landmarks.detect import FaceDetector
+        from stages.landmarks.mean_face import load_mean_face
+        from stages.landmarks.mesh_map import load_index_map
+        from stages.landmarks.sources import create_source
+
+        mean_face = load_mean_face(s.mean_face)
+        self.teacher = create_source(s.teacher, mean_face=mean_face, checkpoint=s.teacher_checkpoint)
+        self.second = (
+            None
+            if s.second == "none"
+            else create_source(s.second, mean_face=mean_face, index_map=load_index_map(s.index_map))
+        )
+        self.blink = ResNetBlink(s.blink_checkpoint) if s.blink == "resnet18" else None
+        self.detector = FaceDetector()
+
+
+def models_for(s: LandmarkSettings) -> Models:
+    key = (
+        "landmarks",
+        s.teacher,
+        s.teacher_checkpoint,
+        s.second,
+        s.index_map,
+        s.mean_face,
+        s.blink,
+        s.blink_checkpoint,
+    )
+    return worker_cache.cached(key, lambda: Models(s))
+
+
+def blink_sigmas(
+    views: list[View], teacher: list[Sample | None], second: list[Sample | None], s: LandmarkSettings, m: Models
+):
+    """σ per view and eye: from the view's FaceMesh (EAR) or from the blink network on the teacher's eyes."""
+    sig: list[tuple[float, float] | None] = [None] * len(views)
+    if s.blink == "mediapipe_ear":
+        for i, smp in enumerate(second):
+            if smp is not None and smp.mesh is not None:
+                sig[i] = tuple(sigma_from_ear(e) for e in eye_aspect_ratio(smp.mesh))
+    elif s.blink == "resnet18":
+        crops, owners = [], []
+        for i, (v, t) in enumerate(zip(views, teacher, strict=True)):
+            if t is not None:
+                crops += eye_crops(v.image, t.landmarks)
+                owners.append(i)
+        probs = m.blink(crops).reshape(-1, 2) if crops else np.zeros((0, 2))
+        for i, p in zip(owners, probs, strict=True):
+            sig[i] = (float(p[0]), float(p[1]))
+    return sig
+
+
+def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSettings, m: Models, teacher_out=None):
+    """Algorithm 1 for one image: (Fit, per-view details) — coordinates in source pixels."""
+    views = make_views(image, box, s.views, s.view_size, seed_of(image_id))
+    teacher = teacher_out if teacher_out is not None else m.teacher(views)
+    second = m.second(views) if m.second is not None else [None] * len(views)
+    sig = blink_sigmas(views, teacher, second, s, m)
+    validity = Validity(s.min_face_fraction, s.min_x_spread)
+    pts, poses, kinds = [], [], []
+    for v, t, sec, sg in zip(views, teacher, second, sig, strict=True):
+        if t is not None and invalid_reason(t.landmarks, s.view_size, validity) is None:
+            lm = adjust_upper_eyes(t.landmarks, sg) if sg is not None else t.landmarks  # teacher samples only
+            pts.append(v.to_source(lm))
+            poses.append(t.pose)
+            kinds.append("teacher")
+        if sec is not None and invalid_reason(sec.landmarks, s.view_size, validity) is None:
+            pts.append(v.to_source(sec.landmarks))
+            own = sec.pose
+            poses.append(t.pose if s.pose_from == "teacher" and t is not None and t.pose is not None else own)
+            kinds.append("second")
+    fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples)
+    sigmas = [x for x in sig if x is not None]
+    details = {
+        "kinds": kinds,
+        "n_valid": len(pts),
+        "eye_closed": np.mean(sigmas, axis=0).tolist() if sigmas else None,
+        "single_teacher": (views[0].to_source(teacher[0].landmarks), teacher[0].pose) if teacher[0] else None,
+        "single_second": (views[0].to_source(second[0].landmarks), second[0].pose) if second[0] else None,
+    }
+    return fit, details
+
+
+def _flat(a) -> list[float] | None:
+    return None if a is None else np.asarray(a, float).reshape(-1).tolist()
+
+
+def _chunks(rows: list[dict], n: int) -> Iterator[list[dict]]:
+    for i in range(0, len(rows), n):
+        yield rows[i : i + n]
+
+
+def label_partition(ingest: pa.Table, s: LandmarkSettings) -> tuple[pa.Table, pa.Table]:
+    """Label every ingest row: accepted rows (LANDMARKS) and rejected rows (REJECTED)."""
+    m = models_for(s)
+    out: list[dict] = []
+    rej: list[dict] = []
+    batched = s.teacher != "dlib68"  # torch teachers: one batch over the views of many images
+    with Fetcher() as fetch:
+        for chunk in _chunks(ingest.to_pylist(), s.batch_images if batched else 1):
+            work = []
+            for row in chunk:
+                try:
+                    image = decode_rgb(fetch.bytes_of(row))
+                except (ImageProblem, OSError) as exc:
+                    reason, detail = (
+                        (exc.reason, exc.detail) if isinstance(exc, ImageProblem) else ("unreadable_file", str(exc))
+                    )
+                    rej.append(_reject(row, reason, detail))
+                    continue
+                box = np.asarray(row["bbox"], float) if row.get("bbox") else m.detector(image)
+                if box is None:
+                    rej.append(_reject(row, "no_face", "no face box from the dataset and none detected"))
+                    continue
+                work.append((row, image, box))
+            teacher_outs = _batched_teacher(work, s, m) if batched else [None] * len(work)
+            for (row, image, box), t_out in zip(work, teacher_outs, strict=True):
+                fit, d = label_image(image, box, row["image_id"], s, m, t_out)
+                gt = row.get("landmarks_gt") is not None
+                if fit.reason is not None and not gt:
+                    detail = f"{d['n_valid']} valid samples" + (
+                        f", max distance {fit.max_distance:.3f} > t_d {s.t_d}"
+                        if fit.reason == "fit_spread_above_td"
+                        else ""
+                    )
+                    rej.append(_reject(row, fit.reason, detail))
+                    continue
+                kept = [d["kinds"][i] for i in fit.kept] if fit.reason is None else []
+                rec = {
+                    "image_id": row["image_id"],
+                    "source": row["source"],
+                    "label_kind": "ground_truth" if gt else "pseudo",
+                    "landmarks": row["landmarks_gt"] if gt else _flat(fit.landmarks),
+                    "pose": row["pose_gt"] if gt else list(fit.pose) if fit.pose else None,
+                    "n_samples": len(kept),
+                    "n_teacher": kept.count("teacher"),
+                    "n_second": kept.count("second"),
+                    "n_valid": d["n_valid"],
+                    "fit_error": None if np.isnan(fit.fit_error) else fit.fit_error,
+                    "eye_closed": d["eye_closed"],
+                    "face_box": _flat(box),
+                }
+                if gt:
+                    st, ss = d["single_teacher"], d["single_second"]
+                    rec |= {
+                        "pseudo_status": fit.reason or "accepted",
+                        "pseudo_landmarks": _flat(fit.landmarks),
+                        "pseudo_pose": list(fit.pose) if fit.pose else None,
+                        "single_teacher_landmarks": _flat(st[0]) if st else None,
+                        "single_teacher_pose": list(st[1]) if st and st[1] else None,
+                        "single_second_landmarks": _flat(ss[0]) if ss else None,
+                        "single_second_pose": list(ss[1]) if ss and ss[1] else None,
+                    }
+                out.append(rec)
+    return pa.Table.from_pylist(out, schema=LANDMARKS), pa.Table.from_pylist(rej, schema=REJECTED)
+
+
+def _batched_teacher(work, s: LandmarkSettings, m: Models) -> list[list[Sample | None]]:
+    """Run a torch teacher once over every view of every image in `work`."""
+    all_views = [make_views(img, box, s.views, s.view_size, seed_of(row["image_id"])) for row, img, box in work]
+    flat = [v for vs in all_views for v in vs]
+    samples = m.teacher(flat) if flat else []
+    return [samples[i * s.views : (i + 1) * s.views] for i in range(len(work))]
+
+
+def _reject(row: dict, reason: str, detail: str) -> dict:
+    return {
+        "image_id": row["image_id"],
+        "source": row["source"],
+        "stage": STAGE,
+        "reason": reason,
+        "detail": detail,
+        "source_path": row["source_path"],
+        "record_index": row.get("record_index"),
+    }
