@@ -44,7 +44,11 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 class BuildError(RuntimeError):
-    """A build that cannot start or finish; the message says what to do."""
+    """A build that cannot finish; the message says what to do."""
+
+
+class StartupError(BuildError):
+    """A build refused before any work starts (settings, model files)."""
 
 
 def sources_of(manifest: Manifest) -> list[Source]:
@@ -55,6 +59,22 @@ def check_sources(manifest: Manifest) -> None:
     """Whole-source problems (missing root, index, boxes file) stop the build before it starts."""
     for src in sources_of(manifest):
         get_reader(src.format).check(src)
+
+
+def check_models(manifest: Manifest) -> None:
+    """Model files the manifest names must exist before any work starts (workers would all fail)."""
+    lm = manifest.landmarks
+    files = {  # field: (required by the chosen backend, path)
+        "landmarks.teacher_checkpoint": (lm.teacher == "resnet50", lm.teacher_checkpoint),
+        "landmarks.blink_checkpoint": (lm.blink == "resnet18", lm.blink_checkpoint),
+        "landmarks.index_map": (False, lm.index_map),
+        "landmarks.mean_face": (False, lm.mean_face),
+    }
+    for field, (required, path) in files.items():
+        if path is None and required:
+            raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")
+        if path is not None and not storage.exists(path):
+            raise StartupError(f"{field}: model file {path} not found")
 
 
 def _ingest_compute(run: str, source: Source, part: int, settings: IngestSettings):
@@ -100,7 +120,7 @@ def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[st
     """Refuse to mix settings in one RUN, apply --force, write manifest.resolved.yaml."""
     unknown = [f for f in force if f not in STAGE_NAMES]
     if unknown:
-        raise BuildError(f"--force {unknown[0]}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+        raise StartupError(f"--force {unknown[0]}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
     resolved_url = storage.join(run, "manifest.resolved.yaml")
     hashes = _stage_hashes(manifest)
     first_forced = min((STAGE_NAMES.index(f) for f in force), default=len(STAGES))
@@ -111,7 +131,7 @@ def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[st
         for i, stage in enumerate(STAGES):
             before = (old.get("stage_settings_hash") or {}).get(stage.name)
             if i < first_forced and stage.implemented and before and before != hashes[stage.name]:
-                raise BuildError(
+                raise StartupError(
                     f"{run} was built with different settings for stage '{stage.name}' "
                     f"(sections: {', '.join(stage.settings)}). Use --force {stage.name} to recompute it, "
                     "or a new --out directory."
@@ -164,12 +184,21 @@ def _audit(run: str, sources: list[Source], console: Console) -> None:
         console.print(line, highlight=False)
 
 
-def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list[str], console: Console) -> dict:
+def build(
+    manifest: Manifest,
+    manifest_path: str,
+    run: str,
+    profile,
+    force: list[str],
+    console: Console,
+    until: str | None = None,
+) -> dict:
     """Run every implemented stage; returns the reconciliation report (also in RUN/)."""
     from pipeline.cluster import connect
 
     t0 = time.perf_counter()
     check_sources(manifest)
+    check_models(manifest)
     prepare_run(run, manifest, manifest_path, force, console)
     sources = sources_of(manifest)
     plans = {s.name: make_plan(run, s, manifest.ingest.rows_per_partition) for s in sources}
@@ -180,6 +209,10 @@ def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list
             + (f"; not images: {ignored}" if ignored else "")
         )
     ran = [s.name for s in STAGES if s.implemented]
+    if until is not None:
+        if until not in STAGE_NAMES:
+            raise StartupError(f"--until {until}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+        ran = [s for s in ran if STAGE_NAMES.index(s) <= STAGE_NAMES.index(until)]
     hashes = _stage_hashes(manifest)
     with connect(profile) as client:
         workers = client.scheduler_info().get("workers", {})
@@ -209,6 +242,7 @@ def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list
             if stage == "landmarks":
                 _audit(run, sources, console)
     pending = [s for s in STAGES if not s.implemented]
+    skipped = [s for s in STAGES if s.implemented and s.name not in ran]
     report = reconcile(run, {k: v["images"] for k, v in plans.items()}, ran[-1], ran)
     report["stages_not_implemented"] = [f"{s.name} (issue #{s.issue})" for s in pending]
     storage.write_json(storage.join(run, "reconciliation.json"), report)
@@ -218,12 +252,15 @@ def build(manifest: Manifest, manifest_path: str, run: str, profile, force: list
         {
             "stages_run": ran,
             "stages_not_implemented": report["stages_not_implemented"],
+            "stages_not_run": [s.name for s in skipped],
             "plans": plans,
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "balanced": report["ok"],
         },
     )
     console.print(f"Stages run: [bold]{', '.join(ran)}[/].")
+    if skipped:
+        console.print(f"Not run (--until {until}): {', '.join(s.name for s in skipped)}.")
     if pending:
         console.print(
             "Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ". "

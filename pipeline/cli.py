@@ -54,11 +54,12 @@ def build(
     ] = None,
     force: Annotated[list[str], typer.Option(help="Recompute STAGE and every stage after it (repeatable).")] = [],  # noqa: B006
     root: Annotated[list[str], typer.Option(help="Override a source root: NAME=PATH (repeatable).")] = [],  # noqa: B006
+    until: Annotated[str | None, typer.Option(help="Stop after this stage (e.g. ingest).")] = None,
 ) -> None:
     """Run the pipeline's stages over a manifest's sources into RUN."""
-    from pipeline.build import BuildError
+    from pipeline.build import BuildError, StartupError
     from pipeline.build import build as run_build
-    from pipeline.cluster import load_profile
+    from pipeline.cluster import ClusterError, load_profile
     from pipeline.config import default_manifest, load_manifest
     from pipeline.sample import default_sample_dir, make_sample
     from stages.readers.base import SourceError
@@ -75,10 +76,14 @@ def build(
         console.print(f"embedded sample: {make_sample(os.environ['PLTD_SAMPLE_DIR'])}")
     console.print(f"manifest [bold]{m.name}[/] ({path}) → {out}; cluster: {cluster or 'default profile'}")
     try:
-        run_build(m, str(path), out, profile, list(force), console)
+        run_build(m, str(path), out, profile, list(force), console, until=until)
     except SourceError as exc:
         _fail(str(exc))
+    except StartupError as exc:
+        _fail(str(exc), code=2)
     except BuildError as exc:
+        _fail(str(exc), code=1)
+    except ClusterError as exc:
         _fail(str(exc), code=1)
 
 

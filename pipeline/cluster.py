@@ -19,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 
 
+class ClusterError(RuntimeError):
+    """A cluster that cannot be used (no workers, unreachable scheduler)."""
+
+
 class _Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -196,6 +200,12 @@ def connect(profile) -> Iterator[Any]:
     makers = {"local": make_local_cluster, "slurm": make_slurm_cluster, "kubernetes": make_kubernetes_cluster}
     if profile.kind == "scheduler":
         with Client(profile.address, timeout="30s") as client:
+            try:
+                client.wait_for_workers(1, timeout=120)
+            except TimeoutError:
+                raise ClusterError(
+                    f"scheduler {profile.address} has had no worker for 120 s; start `dask worker`"
+                ) from None
             yield client
         return
     with makers[profile.kind](profile) as cluster, Client(cluster) as client:

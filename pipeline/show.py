@@ -59,6 +59,23 @@ def _sheet(tiles: list[Image.Image], cols: int) -> Image.Image:
     return sheet
 
 
+def _round_robin(rows: list[dict], limit: int) -> list[dict]:
+    """Up to `limit` rows taking turns between sources, so every source is on the sheet."""
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append(r)
+    out: list[dict] = []
+    queues = [iter(v) for v in by_source.values()]
+    while queues and len(out) < limit:
+        for q in list(queues):
+            r = next(q, None)
+            if r is None:
+                queues.remove(q)
+            elif len(out) < limit:
+                out.append(r)
+    return out
+
+
 def show(run: str, out: str, limit: int = 48, cols: int = 8) -> tuple[str, str, int, int]:
     """Write `out` (accepted faces) and `out` with `_rejected` (rejected images); return paths and counts."""
     ingest = _tables(run, "ingest")
@@ -69,12 +86,13 @@ def show(run: str, out: str, limit: int = 48, cols: int = 8) -> tuple[str, str, 
     rejected = _tables(run, "rejected")
     tiles, bad = [], []
     with Fetcher() as fetch:
-        for r in labels.to_pylist()[:limit]:
+        for r in _round_robin(labels.to_pylist(), limit):
             image = decode_rgb(fetch.bytes_of(where[r["image_id"]]))
-            cap = f"{r['source']} {r['label_kind'][:5]} y{r['pose'][0]:+.0f} p{r['pose'][1]:+.0f} r{r['pose'][2]:+.0f}"
+            kind = "GT" if r["label_kind"] == "ground_truth" else "PL"
+            cap = f"{r['source'][:8]} {kind} y{r['pose'][0]:+.0f} p{r['pose'][1]:+.0f} r{r['pose'][2]:+.0f}"
             tiles.append(_tile(image, r["face_box"], r["landmarks"], r["pose"], cap))
         for r in (rejected.to_pylist() if rejected is not None else [])[:limit]:
-            cap = f"{r['stage']}:{r['reason']}"
+            cap = f"{r['stage']} {r['reason']}"
             row = where.get(r["image_id"])
             try:
                 image = decode_rgb(fetch.bytes_of(row or r))
