@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,14 +48,21 @@ def sample_distances(samples: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.linalg.norm(samples - mean[None], axis=2).mean(axis=1) / face_size(mean)
 
 
+Pose = tuple[float, float, float]
+
+
 def selective_fit(
     landmarks: list[np.ndarray],
-    poses: list[tuple[float, float, float] | None],
+    poses: list[Pose | Callable[[], Pose | None] | None],
     t_d: float = 0.05,
     keep: int = 3,
     min_samples: int = 3,
 ) -> Fit:
-    """Drop the farthest sample from the mean while more than `keep` remain; accept the mean if all are within t_d."""
+    """Drop the farthest sample from the mean while more than `keep` remain; accept the mean if all are within t_d.
+
+    A pose may be given as a function: it is called only for the samples kept (pose fitting is the
+    costly part of a sample, and at most `keep` of them are needed).
+    """
     if len(landmarks) < min_samples:
         return Fit(None, None, [], float("nan"), float("nan"), "too_few_valid_samples")
     pts = np.stack([np.asarray(p, float).reshape(68, 2) for p in landmarks])
@@ -66,6 +74,7 @@ def selective_fit(
     d = sample_distances(pts[kept], mean)
     if d.max() > t_d:
         return Fit(None, None, kept, float(d.mean()), float(d.max()), "fit_spread_above_td")
-    kept_poses = [poses[i] for i in kept if poses[i] is not None]
+    resolved = [poses[i]() if callable(poses[i]) else poses[i] for i in kept]
+    kept_poses = [p for p in resolved if p is not None]
     pose = mean_pose(np.array(kept_poses)) if kept_poses else None
     return Fit(mean, pose, kept, float(d.mean()), float(d.max()), None)

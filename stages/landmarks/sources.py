@@ -20,7 +20,7 @@ from stages.landmarks.views import View
 @dataclass
 class Sample:
     landmarks: np.ndarray  # 68 x 2, view pixels
-    pose: tuple[float, float, float] | None  # yaw, pitch, roll (degrees)
+    pose: tuple[float, float, float] | Callable[[], tuple[float, float, float]] | None  # yaw, pitch, roll (°)
     source: str  # registry name
     mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
 
@@ -55,12 +55,16 @@ def shipped_model(filename: str) -> str:
 
 
 class FittedPose:
-    """Pose from fitting the mean 3D face to a sample's 68 points (none without a mean face)."""
+    """Pose by fitting the mean 3D face to a sample's 68 points, done on demand: `Sample.pose` is a
+    function, so that selective fitting computes poses only for the samples it keeps."""
 
     mean_face: np.ndarray | None
 
-    def _pose(self, pts: np.ndarray) -> tuple[float, float, float] | None:
-        return None if self.mean_face is None else fit_pose(pts, self.mean_face)[0]
+    def _pose(self, pts: np.ndarray):
+        if self.mean_face is None:
+            return None
+        mean_face = self.mean_face
+        return lambda: fit_pose(pts, mean_face)[0]
 
 
 @register("dlib68")
@@ -134,7 +138,8 @@ class ResNetTeacher:
         self.model, ckpt = load_model(checkpoint, task="landmarks_pose", role="landmarks.teacher_checkpoint")
         self.input_size = int(ckpt["input_size"])
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
+        # channels_last: oneDNN's faster convolution layout on CPUs (~25 % here) and on GPUs
+        self.model.to(self.device, memory_format=torch.channels_last)
         self.batch_size = batch_size
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -144,7 +149,7 @@ class ResNetTeacher:
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
                 x = torch.from_numpy(images[i : i + self.batch_size]).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
                 outs.append(self.model(x).float().cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 139), np.float32)
 

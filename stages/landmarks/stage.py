@@ -122,10 +122,14 @@ def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSe
         "kinds": kinds,
         "n_valid": len(pts),
         "eye_closed": np.mean(sigmas, axis=0).tolist() if sigmas else None,
-        "single_teacher": (views[0].to_source(teacher[0].landmarks), teacher[0].pose) if teacher[0] else None,
-        "single_second": (views[0].to_source(second[0].landmarks), second[0].pose) if second[0] else None,
+        # one pass of each source on view 0, for the audit of ground-truth rows (resolved only there)
+        "single": (views[0], teacher[0], second[0]),
     }
     return fit, details
+
+
+def _resolve(pose):
+    return pose() if callable(pose) else pose
 
 
 def _flat(a) -> list[float] | None:
@@ -188,7 +192,9 @@ def label_partition(ingest: pa.Table, s: LandmarkSettings) -> tuple[pa.Table, pa
                     "face_box": _flat(box),
                 }
                 if gt:
-                    st, ss = d["single_teacher"], d["single_second"]
+                    view0, t0, s0 = d["single"]
+                    st = (view0.to_source(t0.landmarks), _resolve(t0.pose)) if t0 else None
+                    ss = (view0.to_source(s0.landmarks), _resolve(s0.pose)) if s0 else None
                     rec |= {
                         "pseudo_status": fit.reason or "accepted",
                         "pseudo_landmarks": _flat(fit.landmarks),

@@ -9,6 +9,7 @@ original image's coordinates.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +61,23 @@ def make_views(image: np.ndarray, box: np.ndarray, n: int, size: int, seed: int)
     for cx, cy, side, _, _ in view_boxes(np.asarray(box, float), n, seed):
         x0, y0 = cx - side / 2, cy - side / 2
         scale = size / side
-        # PIL's affine transform maps output pixels back to input pixels; out of range → black
-        crop = pil.transform((size, size), Image.AFFINE, (1 / scale, 0, x0, 0, 1 / scale, y0), Image.BILINEAR)
+        crop = _crop(pil, x0, y0, scale, size)
         fx0, fy0 = (box[0] - x0) * scale, (box[1] - y0) * scale
-        views.append(View(np.asarray(crop), x0, y0, scale, (fx0, fy0, fx0 + fw * scale, fy0 + fh * scale)))
+        views.append(View(crop, x0, y0, scale, (fx0, fy0, fx0 + fw * scale, fy0 + fh * scale)))
     return views
+
+
+def _crop(pil: Image.Image, x0: float, y0: float, scale: float, size: int) -> np.ndarray:
+    """The view whose pixel u covers source x0 + u/scale; black where it leaves the image.
+
+    Resampling only the part inside the image with `resize(box=…)` is exact and antialiased, and
+    about 4x faster here than an affine `transform` of the whole view.
+    """
+    w, h = pil.size
+    ox0, oy0 = max(0, math.ceil(-x0 * scale)), max(0, math.ceil(-y0 * scale))
+    ox1, oy1 = min(size, math.floor((w - x0) * scale)), min(size, math.floor((h - y0) * scale))
+    out = np.zeros((size, size, 3), np.uint8)
+    if ox1 > ox0 and oy1 > oy0:
+        src = (x0 + ox0 / scale, y0 + oy0 / scale, x0 + ox1 / scale, y0 + oy1 / scale)
+        out[oy0:oy1, ox0:ox1] = np.asarray(pil.resize((ox1 - ox0, oy1 - oy0), Image.BILINEAR, box=src))
+    return out
