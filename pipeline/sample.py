@@ -9,9 +9,9 @@ small rotations and photometric changes of that face. Layout:
 - `ms1mv3/train.rec` + `train.idx`, insightface layout with header and identity records, 112x112
   (21 identities; 5 of them — astronaut and LFW faces 10–13 — also in the VGGFace2 part, so that
   duplicate merging has real duplicates to find);
-- `300w_lp/{HELEN,HELEN_Flip}/*.jpg` + `.mat` (pt2d from dlib's 68-point predictor on the base
-  photo, moved with each render; Pose_Para with yaw = pitch = 0 assumed and roll from the eye
-  line: good enough to exercise the format, not ground truth);
+- `300w_lp/{HELEN,HELEN_Flip}/*.jpg` + `.mat` (pt2d: the mean of dlib's 68-point predictor and
+  MediaPipe's mesh on the full-resolution base photo, moved with each render; Pose_Para with
+  yaw = pitch = 0 assumed and roll from the eye line: a reference, not ground truth);
 - a few deliberately bad files (empty, truncated, text named .jpg, truncated record, .mat without
   Pose_Para) so that a sample build shows rejected rows.
 
@@ -31,7 +31,7 @@ from PIL import Image, ImageEnhance
 
 from stages.recordio import RecordWriter, pack
 
-SAMPLE_VERSION = "2"
+SAMPLE_VERSION = "3"
 N_PER_ID = 4
 VGG_LFW = range(0, 14)  # + astronaut + hopper
 MS_LFW = range(10, 30)  # + astronaut; 10..13 shared with VGGFace2
@@ -82,10 +82,19 @@ class Faces:
         return img, box
 
     def landmarks(self, img: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Reference 68 points of a base photo: the mean of dlib's predictor and MediaPipe's mesh
+        (through the shipped index map) on the full-resolution photo, so that the sample's 300W-LP
+        labels favour neither of the two sources Algorithm 1 combines."""
+        from stages.landmarks.mesh_map import load_index_map
+        from stages.landmarks.sources import create_source
+        from stages.landmarks.views import make_views
+
         rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
-        rect = self.dlib.rectangle(*[round(float(v)) for v in box])
-        shape = self.predictor(rgb, rect)
-        return np.array([[p.x, p.y] for p in shape.parts()], float)
+        view = make_views(rgb, box, 1, 256, seed=0)[0]
+        dlib_pts = create_source("dlib68", mean_face=None)([view])[0].landmarks
+        mesh = create_source("mediapipe", mean_face=None, index_map=load_index_map())([view])[0]
+        pts = dlib_pts if mesh is None else (dlib_pts + mesh.landmarks) / 2
+        return view.to_source(pts)
 
 
 def _affine(img: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
