@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# facenet-pytorch pins torch<2.3 and torchvision: take its model code only (README, Install)
+	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $@
 
 sample: setup

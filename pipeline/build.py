@@ -20,6 +20,7 @@ from pipeline.config import Manifest
 from pipeline.plan import make_plan, read_partition
 from pipeline.reconcile import print_reconciliation, reconcile
 from pipeline.runner import PartitionTask, run_stage
+from stages.identities.embed import EmbedSettings, embed_partition
 from stages.ingest import IngestSettings, ingest_partition
 from stages.landmarks.stage import LandmarkSettings, label_partition
 from stages.readers.base import Source, get_reader
@@ -36,8 +37,8 @@ class StageInfo:
 STAGES = (
     StageInfo("ingest", True, ("sources", "ingest")),
     StageInfo("landmarks", True, ("landmarks",), 3),
-    StageInfo("embeddings", False, ("identities",), 4),
-    StageInfo("identities", False, ("identities",), 4),
+    StageInfo("embeddings", True, ("identities",), 4),
+    StageInfo("identities", True, ("identities",), 4),
     StageInfo("assemble", False, ("output",), 5),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -89,6 +90,13 @@ def _landmarks_compute(run: str, source: str, part: int, settings: LandmarkSetti
     return accepted, rejected, rows.num_rows
 
 
+def _embeddings_compute(run: str, source: str, part: int, settings: EmbedSettings):
+    rows = storage.read_table(PartitionTask(run, "landmarks", source, part).output)
+    ingest = storage.read_table(PartitionTask(run, "ingest", source, part).output)
+    accepted, rejected = embed_partition(ingest, rows, settings)
+    return accepted, rejected, rows.num_rows
+
+
 def _stage_jobs(stage: str, run: str, manifest: Manifest, sources: list[Source], plans: dict) -> list:
     """(task, compute, args) for every partition of `stage`; partition ids follow the plan."""
     if stage == "ingest":
@@ -105,10 +113,20 @@ def _stage_jobs(stage: str, run: str, manifest: Manifest, sources: list[Source],
             for s in sources
             for part in range(plans[s.name]["partitions"])
         ]
+    if stage == "embeddings":
+        ident = manifest.identities
+        settings = EmbedSettings(tuple(ident.networks), tuple(ident.checkpoints))
+        return [
+            (PartitionTask(run, "embeddings", s.name, part), _embeddings_compute, (run, s.name, part, settings))
+            for s in sources
+            for part in range(plans[s.name]["partitions"])
+        ]
     raise ValueError(f"stage {stage!r} has no jobs")
 
 
 def _uses_gpu(stage: str, manifest: Manifest) -> bool:
+    if stage == "embeddings":
+        return any(n != "dlib" for n in manifest.identities.networks)
     return stage == "landmarks" and (manifest.landmarks.teacher == "resnet50" or manifest.landmarks.blink == "resnet18")
 
 
@@ -213,7 +231,10 @@ def build(
         if until not in STAGE_NAMES:
             raise StartupError(f"--until {until}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
         ran = [s for s in ran if STAGE_NAMES.index(s) <= STAGE_NAMES.index(until)]
+    if manifest.identities is None:
+        ran = [s for s in ran if s not in ("embeddings", "identities")]
     hashes = _stage_hashes(manifest)
+    identity_report = None
     with connect(profile) as client:
         workers = client.scheduler_info().get("workers", {})
         gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
@@ -221,6 +242,11 @@ def build(
             f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(workers)} workers, {gpu_workers} with a GPU)"
         )
         for stage in ran:
+            if stage == "identities":
+                from pipeline.identities import run_identities
+
+                identity_report = run_identities(client, run, manifest.identities, sources, plans, console)
+                continue
             meta = {"stage": stage, "manifest": manifest.name, "settings_hash": hashes[stage]}
             resources = {"GPU": 1} if gpu_workers and _uses_gpu(stage, manifest) else None
             jobs = _stage_jobs(stage, run, manifest, sources, plans)
@@ -243,7 +269,8 @@ def build(
                 _audit(run, sources, console)
     pending = [s for s in STAGES if not s.implemented]
     skipped = [s for s in STAGES if s.implemented and s.name not in ran]
-    report = reconcile(run, {k: v["images"] for k, v in plans.items()}, ran[-1], ran)
+    per_image = [s for s in ran if s != "identities"]
+    report = reconcile(run, {k: v["images"] for k, v in plans.items()}, per_image[-1], per_image)
     report["stages_not_implemented"] = [f"{s.name} (issue #{s.issue})" for s in pending]
     storage.write_json(storage.join(run, "reconciliation.json"), report)
     print_reconciliation(report, console)
@@ -253,6 +280,7 @@ def build(
             "stages_run": ran,
             "stages_not_implemented": report["stages_not_implemented"],
             "stages_not_run": [s.name for s in skipped],
+            "identities": identity_report,
             "plans": plans,
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "balanced": report["ok"],
@@ -264,7 +292,7 @@ def build(
     if pending:
         console.print(
             "Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ". "
-            f"The run holds the rows of '{ran[-1]}' ({run}/{ran[-1]}/), not a PLTD."
+            f"The run holds the rows of '{per_image[-1]}' ({run}/{per_image[-1]}/), not a PLTD."
         )
     if not report["ok"]:
         raise BuildError(f"counts do not reconcile; see {run}/reconciliation.json")

@@ -100,6 +100,14 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
     for name, p in info["plans"].items():
         console.print(f"source [bold]{name}[/] ({p['format']}, {p['root']}): {p['images']} images")
     for stage in info["stages_run"]:
+        if stage == "identities":
+            r = info["identities"]
+            console.print(
+                f"stage [bold]identities[/]: {r['identities_in']} identities in → {r['identities_out']} after merging; "
+                f"{r['duplicate_pairs_pass1']} duplicate pairs between datasets, "
+                f"{r['duplicate_pairs_pass2_300w_lp']} with 300W-LP; thresholds {r['thresholds']}"
+            )
+            continue
         s = storage.read_json(storage.join(run, "stats", f"{stage}.json"))
         console.print(
             f"stage [bold]{stage}[/]: {s['rows_in']} in → {s['rows_out']} out, rejected {s['rejected'] or 0}, "

@@ -99,14 +99,26 @@ class LandmarksConfig(Strict):
 
 
 class IdentitiesConfig(Strict):
-    """Algorithm 2 settings (the stages themselves are issue #4)."""
+    """Algorithm 2 settings: two face-recognition networks, their thresholds, the FAISS search."""
 
-    networks: list[str] = Field(default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2)
-    checkpoints: list[str | None] = Field(default_factory=lambda: [None, None])
-    thresholds: list[float] | None = None
-    calibration_pairs: str | None = None
-    within_dataset: bool = False
-    exact_index_max: int = Field(200_000, ge=1)
+    networks: list[Literal["dlib", "checkpoint", "facenet"]] = Field(
+        default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2
+    )
+    checkpoints: list[str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
+    thresholds: list[float] | None = Field(None, min_length=2, max_length=2)  # cosine; else calibrated
+    calibration_pairs: str | None = None  # insightface .bin, or LFW pairs.txt with calibration_images
+    calibration_images: str | None = None
+    within_dataset: bool = False  # also merge duplicates inside one dataset
+    exact_index_max: int = Field(200_000, ge=1)  # above: IVF index
+    nprobe: int = Field(32, ge=1)  # IVF lists searched per query
+
+    @model_validator(mode="after")
+    def _thresholds_or_pairs(self) -> IdentitiesConfig:
+        if self.thresholds is None and self.calibration_pairs is None:
+            raise ValueError("set thresholds (two cosines) or calibration_pairs (a verification pair file)")
+        if self.thresholds is not None and any(not -1 < t < 1 for t in self.thresholds):
+            raise ValueError(f"thresholds must be cosines in (-1, 1), got {self.thresholds}")
+        return self
 
 
 class OutputConfig(Strict):
@@ -122,7 +134,7 @@ class Manifest(Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     ingest: IngestConfig = IngestConfig()
     landmarks: LandmarksConfig = LandmarksConfig()
-    identities: IdentitiesConfig = IdentitiesConfig()
+    identities: IdentitiesConfig | None = None  # without it, embeddings and identities are not run
     output: OutputConfig = OutputConfig()
 
     @field_validator("sources")

@@ -12,6 +12,8 @@ small rotations and photometric changes of that face. Layout:
 - `300w_lp/{HELEN,HELEN_Flip}/*.jpg` + `.mat` (pt2d: the mean of dlib's 68-point predictor and
   MediaPipe's mesh on the full-resolution base photo, moved with each render; Pose_Para with
   yaw = pitch = 0 assumed and roll from the eye line: a reference, not ground truth);
+- `calibration/lfw_subset_pairs.bin`: verification pairs (insightface format) from LFW faces
+  50–99, which no dataset part uses, to calibrate the face-recognition thresholds;
 - a few deliberately bad files (empty, truncated, text named .jpg, truncated record, .mat without
   Pose_Para) so that a sample build shows rejected rows.
 
@@ -31,11 +33,12 @@ from PIL import Image, ImageEnhance
 
 from stages.recordio import RecordWriter, pack
 
-SAMPLE_VERSION = "3"
+SAMPLE_VERSION = "4"
 N_PER_ID = 4
 VGG_LFW = range(0, 14)  # + astronaut + hopper
 MS_LFW = range(10, 30)  # + astronaut; 10..13 shared with VGGFace2
 LP_LFW = range(40, 48)  # + hopper
+CALIB_LFW = list(range(50, 100))  # verification pairs for threshold calibration only
 
 
 def default_sample_dir() -> Path:
@@ -191,6 +194,28 @@ def _write_ms1mv3(faces: Faces, root: Path, rng: np.random.Generator) -> None:
             start += count
 
 
+def _write_calibration(faces: Faces, root: Path, rng: np.random.Generator) -> None:
+    """Verification pairs from LFW-subset faces the sample's datasets do not use (50–99), in
+    insightface's .bin format: 50 same-face pairs (two re-crops) and 50 pairs of neighbouring
+    faces. The thresholds of the sample's build are calibrated on these, not on its identities."""
+    from stages.identities.calibrate import save_bin
+
+    root.mkdir(parents=True, exist_ok=True)
+    crops = {}
+    for i in CALIB_LFW:
+        img, box = faces.base(f"lfw{i:02d}")
+        rgb = np.repeat(img[..., None], 3, axis=2)
+        crops[i] = [_jpeg(augment(rgb, box, rng, (112, 112), margin=0.08)[0]) for _ in range(2)]
+    bins, same = [], []
+    for i in CALIB_LFW:
+        bins += crops[i]
+        same.append(True)
+        j = CALIB_LFW[(CALIB_LFW.index(i) + 1) % len(CALIB_LFW)]
+        bins += [crops[i][0], crops[j][1]]
+        same.append(False)
+    save_bin(root / "lfw_subset_pairs.bin", bins, same)
+
+
 def _write_300w_lp(faces: Faces, root: Path) -> None:
     keys = ["hopper", *(f"lfw{i:02d}" for i in LP_LFW)]
     for b, key in enumerate(keys, 1):
@@ -255,5 +280,6 @@ def make_sample(root: str | Path) -> Path:
     _write_vggface2(faces, root / "vggface2", rng)
     _write_ms1mv3(faces, root / "ms1mv3", rng)
     _write_300w_lp(faces, root / "300w_lp")
+    _write_calibration(faces, root / "calibration", rng)
     marker.write_text(SAMPLE_VERSION + "\n")  # last: a half-written sample is rebuilt
     return root

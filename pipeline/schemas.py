@@ -69,6 +69,18 @@ LANDMARKS = pa.schema(
     ]
 )
 
+# Two face-recognition networks' L2-normalised embeddings per image (Algorithm 2, step 1).
+# source_label is the identity the source gives (300W-LP: the base photo).
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_label", pa.string()),
+        pa.field("emb_0", pa.list_(pa.float32())),
+        pa.field("emb_1", pa.list_(pa.float32())),
+    ]
+)
+
 # One row per image dropped by any stage; `detail` says what exactly was wrong.
 REJECTED = pa.schema(
     [

@@ -64,9 +64,11 @@ def sample_run(tmp_path_factory, sample_dir):
 def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     run, done, env = sample_run
     assert "Dask dashboard: http://" in done.stdout
-    assert "Stages run: ingest, landmarks." in done.stdout and "embeddings (issue #4)" in done.stdout
+    assert (
+        "Stages run: ingest, landmarks, embeddings, identities." in done.stdout and "assemble (issue #5)" in done.stdout
+    )
     rec = json.loads((run / "reconciliation.json").read_text())
-    assert rec["final_stage"] == "landmarks" and rec["ok"]
+    assert rec["final_stage"] == "embeddings" and rec["ok"]
     ingest = {s: (v["images_in"], v["rejected_by_reason"]) for s, v in rec["sources"].items()}
     assert {s: n for s, (n, _) in ingest.items()} == {"vggface2": 67, "ms1mv3": 85, "300w_lp": 54}
     assert ingest["vggface2"][1]["ingest:decode_error"] == 1 and ingest["vggface2"][1]["ingest:empty_file"] == 1
@@ -82,9 +84,11 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert "stage_settings_hash" in resolved and str(sample_dir) in resolved
     # rerun: every partition of every stage is complete, nothing recomputed, same account
     again = pltd("build", "--out", str(run), env=env, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("(8 already complete)") == 2
+    assert again.returncode == 0 and again.stdout.count("(8 already complete)") == 3
+    assert "identities: already complete" in again.stdout
     shown = CliRunner().invoke(app, ["inspect", str(run)])
     assert shown.exit_code == 0 and "vggface2" in shown.output and "landmarks" in shown.output
+    assert "46 identities in → 40 after merging" in shown.output
 
 
 @pytest.mark.slow
@@ -106,6 +110,28 @@ def test_sample_faces_get_landmarks_that_beat_a_single_pass(sample_run, tmp_path
     out = tmp_path / "grid.png"
     res = CliRunner().invoke(app, ["show", str(run), "--out", str(out), "--limit", "12"])
     assert res.exit_code == 0 and out.stat().st_size > 10_000 and (tmp_path / "grid_rejected.png").exists()
+
+
+@pytest.mark.slow
+def test_sample_identities_merge_exactly_the_shared_people(sample_run):
+    """dlib's descriptor, thresholds calibrated on LFW faces the sample does not use."""
+    run, _, _ = sample_run
+    report = json.loads((run / "identities" / "_done.json").read_text())
+    assert report["calibration"]["n_pairs"] == 100 and min(report["calibration"]["accuracy"]) >= 0.95
+    import pyarrow.parquet as pq
+
+    dups = pq.read_table(run / "identities" / "duplicates.parquet").to_pylist()
+    pairs = {(d["pass"], f"{d['source_a']}/{d['label_a']}", f"{d['source_b']}/{d['label_b']}") for d in dups}
+    # sample layout (pipeline/sample.py): VGGFace2 n000001 = astronaut, n000002 = Grace Hopper,
+    # n0000(i+3) = LFW face i; MS1MV3 label 0 = astronaut, label i-9 = LFW face i (10..29);
+    # the 300W-LP part's first base photo is Grace Hopper.
+    shared = {(1, "ms1mv3/0", "vggface2/n000001")} | {
+        (1, f"ms1mv3/{i - 9}", f"vggface2/n{i + 3:06d}") for i in range(10, 14)
+    }
+    assert pairs == shared | {(2, "vggface2/n000002", "300w_lp/HELEN_sample001_1")}
+    id_map = pq.read_table(run / "identities" / "id_map.parquet")
+    assert id_map.num_rows == 46 and len(set(id_map.column("face_id").to_pylist())) == 40
+    assert (run / "identities" / "similarity_hist.png").stat().st_size > 5000
 
 
 @pytest.mark.slow
@@ -176,7 +202,7 @@ def test_sample_build_on_an_existing_scheduler_and_workers(tmp_path, sample_dir)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "0 with a GPU)" in done.stdout
         rec = json.loads((tmp_path / "run" / "reconciliation.json").read_text())
-        assert rec["ok"] and rec["total"]["images_in"] == 206 and rec["final_stage"] == "landmarks"
+        assert rec["ok"] and rec["total"]["images_in"] == 206 and rec["final_stage"] == "embeddings"
         workers = {json.loads(p.read_text())["worker"] for p in (tmp_path / "run" / "landmarks").rglob("_done/*.json")}
         assert len(workers) == 2  # both external worker processes labelled partitions
     finally:

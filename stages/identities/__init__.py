@@ -1,0 +1,1 @@
+"""Algorithm 2: face-recognition embeddings, per-identity centroids, FAISS duplicates, merging."""
