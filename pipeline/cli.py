@@ -199,6 +199,45 @@ def mean_face(
     console.print(f"{out}: mean face from {len(frontal)} near-frontal shapes")
 
 
+@app.command()
+def calibrate(
+    pairs: Annotated[Path, typer.Argument(help="insightface .bin, or LFW pairs.txt (with --images).")],
+    network: Annotated[str, typer.Option(help="dlib, checkpoint or facenet.")] = "dlib",
+    checkpoint: Annotated[str | None, typer.Option(help="Weights for checkpoint / facenet.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image folder for pairs.txt (name/name_0001.jpg).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """The cosine threshold that maximises verification accuracy on a pair file (Algorithm 2, step 3)."""
+    import json
+
+    from stages.identities.calibrate import (
+        UnsafePickle,
+        best_threshold,
+        load_bin,
+        load_pairs_txt,
+        pair_similarities,
+        whole_image_landmarker,
+    )
+    from stages.identities.networks import create_network
+
+    try:
+        if pairs.suffix == ".bin":
+            bins, same = load_bin(pairs)
+        else:
+            if images is None:
+                _fail("--images is required with a pairs.txt file")
+            bins, same = load_pairs_txt(pairs, images)
+        net = create_network(network, checkpoint)
+    except (UnsafePickle, ValueError, FileNotFoundError, KeyError) as exc:
+        _fail(str(exc))
+    t, acc = best_threshold(pair_similarities(bins, net, whole_image_landmarker()), same)
+    result = {"pairs": str(pairs), "n_pairs": len(same), "network": network, "checkpoint": checkpoint,
+              "threshold": t, "accuracy": acc}  # fmt: skip
+    console.print(f"{network}: threshold {t:.4f} → accuracy {acc:.4f} on {len(same)} pairs")
+    if out:
+        out.write_text(json.dumps(result, indent=2))
+
+
 def _ingest_rows(run: str, limit: int, exclude_formats: tuple[str, ...] = ()) -> list[dict]:
     from pipeline.show import _tables
 

@@ -260,3 +260,25 @@ def test_index_match_and_mean_face_commands_on_the_sample_run(sample_run, tmp_pa
     pts = np.asarray(json.loads(face.read_text())["points"])
     assert pts.shape == (68, 3) and pts[30, 2] > pts[:, 2].mean()  # nose toward the camera
     assert pts[45, 0] > pts[36, 0] and pts[27, 1] > pts[8, 1]  # eyes left to right, brow above chin
+
+
+def test_calibrate_command_on_the_sample_pairs(sample_dir, tmp_path):
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(
+        app, ["calibrate", str(sample_dir / "calibration/lfw_subset_pairs.bin"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["n_pairs"] == 100 and doc["accuracy"] >= 0.95 and 0 < doc["threshold"] < 1
+
+
+def test_calibrate_refuses_a_malicious_pair_file(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("boom",))
+
+    (tmp_path / "evil.bin").write_bytes(pickle.dumps(([Evil()], [True])))
+    res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "evil.bin")])
+    assert res.exit_code == 2 and "refusing to load builtins.print" in res.output
