@@ -20,23 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from stages.identities.align import arcface_crop
+from stages.registry import Registry
 
-NETWORKS: dict[str, type] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        NETWORKS[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+NETWORKS = Registry("face-recognition network")
+register = NETWORKS.register
 
 
 def create_network(name: str, checkpoint: str | None = None, **kw):
-    if name not in NETWORKS:
-        raise KeyError(f"unknown face-recognition network {name!r}; known: {', '.join(sorted(NETWORKS))}")
-    return NETWORKS[name](checkpoint=checkpoint, **kw)
+    return NETWORKS.create(name, checkpoint=checkpoint, **kw)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:

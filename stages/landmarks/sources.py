@@ -15,6 +15,7 @@ import numpy as np
 
 from stages.landmarks.geometry import fit_pose
 from stages.landmarks.views import View
+from stages.registry import Registry
 
 
 @dataclass
@@ -25,22 +26,12 @@ class Sample:
     mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
 
 
-SOURCES: dict[str, Callable[..., object]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        SOURCES[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+SOURCES = Registry("landmark source")
+register = SOURCES.register
 
 
 def create_source(name: str, **kwargs):
-    if name not in SOURCES:
-        raise KeyError(f"unknown landmark source {name!r}; known: {', '.join(sorted(SOURCES))}")
-    return SOURCES[name](**kwargs)
+    return SOURCES.create(name, **kwargs)
 
 
 def shipped_model(filename: str) -> str:
