@@ -31,6 +31,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageEnhance
 
+from stages.landmarks.ibug import MIRROR68 as _MIRROR68
 from stages.recordio import RecordWriter, pack
 
 SAMPLE_VERSION = "4"
@@ -253,19 +254,6 @@ def _render_transform(box: np.ndarray, out: tuple[int, int], roll: float, flip: 
     if flip:
         m = np.array([[-1, 0, out[0]], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
     return m
-
-
-# iBUG 68-point mirror permutation (0-based): jaw, brows, nose, eyes, mouth.
-_MIRROR68 = np.array(
-    [
-        *[16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-        *[26, 25, 24, 23, 22, 21, 20, 19, 18, 17],
-        *[27, 28, 29, 30, 35, 34, 33, 32, 31],
-        *[45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40],
-        *[54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55],
-        *[64, 63, 62, 61, 60, 67, 66, 65],
-    ]
-)
 
 
 def make_sample(root: str | Path) -> Path:

@@ -81,6 +81,27 @@ EMBEDDINGS = pa.schema(
     ]
 )
 
+# The PLTD: what downstream trainers read (ARCHITECTURE.md, "The PLTD contract").
+PLTD = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("source_label", pa.string()),
+        pa.field("face_id", pa.int64(), nullable=False),
+        pa.field("image", pa.binary(), nullable=False),  # JPEG of the face-centred region
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("bbox", BBOX, nullable=False),  # the 68 points' box, region pixels
+        pa.field("landmarks", LANDMARKS, nullable=False),  # region pixels, iBUG 68 order
+        pa.field("pose", POSE, nullable=False),  # yaw, pitch, roll in degrees (README convention)
+        pa.field("label_kind", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("n_samples", pa.int8(), nullable=False),  # 0 for ground truth
+        pa.field("fit_error", pa.float32(), nullable=False),  # NaN for ground truth
+        pa.field("eye_closed", pa.list_(pa.float32(), 2), nullable=False),  # NaN where not measured
+        pa.field("source_path", pa.string(), nullable=False),
+    ]
+)
+
 # One row per image dropped by any stage; `detail` says what exactly was wrong.
 REJECTED = pa.schema(
     [

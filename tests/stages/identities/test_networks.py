@@ -45,7 +45,7 @@ def test_dlib_descriptor_same_face_close_other_face_far(astronaut):
     flipped = image[:, ::-1].copy()
     lm_f = lm.copy()
     lm_f[:, 0] = image.shape[1] - 1 - lm_f[:, 0]
-    from pipeline.sample import _MIRROR68
+    from stages.landmarks.ibug import MIRROR68 as _MIRROR68
 
     e = net([image, flipped], [lm, lm_f[_MIRROR68]])
     assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
