@@ -15,6 +15,7 @@ from pipeline.schemas import PLTD, REJECTED
 from stages.fetch import Fetcher
 from stages.identities.embed import identity_of
 from stages.images import ImageProblem, decode_rgb
+from stages.problems import reason_of, rejected_row
 
 STAGE = "assemble"
 
@@ -82,9 +83,7 @@ def assemble_partition(
                 image = decode_rgb(fetch.bytes_of(src))
                 region, geo = face_region(image, lm["landmarks"], s)
             except (ImageProblem, OSError) as exc:
-                reason = exc.reason if isinstance(exc, ImageProblem) else "unreadable_file"
-                rej.append({"image_id": lm["image_id"], "source": lm["source"], "stage": STAGE, "reason": reason,
-                            "detail": str(exc), "source_path": src["source_path"], "record_index": src.get("record_index")})  # fmt: skip
+                rej.append(rejected_row(src, STAGE, *reason_of(exc)))
                 continue
             pts = geo.map(lm["landmarks"])
             buf = io.BytesIO()

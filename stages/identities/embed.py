@@ -17,6 +17,7 @@ from stages.fetch import Fetcher
 from stages.identities.centroids import vectors
 from stages.identities.networks import create_network
 from stages.images import ImageProblem, decode_rgb
+from stages.problems import reason_of, rejected_row
 
 STAGE = "embeddings"
 
@@ -59,10 +60,7 @@ def embed_partition(ingest: pa.Table, landmarks: pa.Table, s: EmbedSettings) -> 
                 try:
                     images.append(decode_rgb(fetch.bytes_of(src)))
                 except (ImageProblem, OSError) as exc:
-                    reason = exc.reason if isinstance(exc, ImageProblem) else "unreadable_file"
-                    rej.append({"image_id": r["image_id"], "source": r["source"], "stage": STAGE, "reason": reason,
-                                "detail": str(exc), "source_path": src["source_path"],
-                                "record_index": src.get("record_index")})  # fmt: skip
+                    rej.append(rejected_row(src, STAGE, *reason_of(exc)))
                     continue
                 lms.append(np.asarray(r["landmarks"], float))
                 keep.append(src)

@@ -16,6 +16,7 @@ from stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crop
 from stages.landmarks.fitting import Validity, invalid_reason, selective_fit
 from stages.landmarks.sources import Sample
 from stages.landmarks.views import View, make_views, seed_of
+from stages.problems import reason_of, rejected_row
 
 STAGE = "landmarks"
 
@@ -154,14 +155,11 @@ def label_partition(ingest: pa.Table, s: LandmarkSettings) -> tuple[pa.Table, pa
                 try:
                     image = decode_rgb(fetch.bytes_of(row))
                 except (ImageProblem, OSError) as exc:
-                    reason, detail = (
-                        (exc.reason, exc.detail) if isinstance(exc, ImageProblem) else ("unreadable_file", str(exc))
-                    )
-                    rej.append(_reject(row, reason, detail))
+                    rej.append(rejected_row(row, STAGE, *reason_of(exc)))
                     continue
                 box = np.asarray(row["bbox"], float) if row.get("bbox") else m.detector(image)
                 if box is None:
-                    rej.append(_reject(row, "no_face", "no face box from the dataset and none detected"))
+                    rej.append(rejected_row(row, STAGE, "no_face", "no face box from the dataset and none detected"))
                     continue
                 work.append((row, image, box))
             teacher_outs = _batched_teacher(work, s, m) if batched else [None] * len(work)
@@ -174,7 +172,7 @@ def label_partition(ingest: pa.Table, s: LandmarkSettings) -> tuple[pa.Table, pa
                         if fit.reason == "fit_spread_above_td"
                         else ""
                     )
-                    rej.append(_reject(row, fit.reason, detail))
+                    rej.append(rejected_row(row, STAGE, fit.reason, detail))
                     continue
                 kept = [d["kinds"][i] for i in fit.kept] if fit.reason is None else []
                 rec = {
@@ -214,15 +212,3 @@ def _batched_teacher(work, s: LandmarkSettings, m: Models) -> list[list[Sample |
     flat = [v for vs in all_views for v in vs]
     samples = m.teacher(flat) if flat else []
     return [samples[i * s.views : (i + 1) * s.views] for i in range(len(work))]
-
-
-def _reject(row: dict, reason: str, detail: str) -> dict:
-    return {
-        "image_id": row["image_id"],
-        "source": row["source"],
-        "stage": STAGE,
-        "reason": reason,
-        "detail": detail,
-        "source_path": row["source_path"],
-        "record_index": row.get("record_index"),
-    }
