@@ -13,7 +13,7 @@ import pyarrow as pa
 SCHEMA_VERSION = "1"
 
 BBOX = pa.list_(pa.float32(), 4)
-LANDMARKS = pa.list_(pa.float32(), 136)
+POINTS68 = pa.list_(pa.float32(), 136)
 POSE = pa.list_(pa.float32(), 3)
 # Optional vectors in intermediate tables are variable-size lists: pyarrow (<= 25) cannot read back
 # a fixed_size_list column with nulls from Parquet ("Expected all lists to be of size=4 …").
@@ -92,7 +92,7 @@ PLTD = pa.schema(
         pa.field("width", pa.int32(), nullable=False),
         pa.field("height", pa.int32(), nullable=False),
         pa.field("bbox", BBOX, nullable=False),  # the 68 points' box, region pixels
-        pa.field("landmarks", LANDMARKS, nullable=False),  # region pixels, iBUG 68 order
+        pa.field("landmarks", POINTS68, nullable=False),  # region pixels, iBUG 68 order
         pa.field("pose", POSE, nullable=False),  # yaw, pitch, roll in degrees (README convention)
         pa.field("label_kind", pa.dictionary(pa.int32(), pa.string()), nullable=False),
         pa.field("n_samples", pa.int8(), nullable=False),  # 0 for ground truth
