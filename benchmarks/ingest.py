@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from pipeline.build import _ingest_compute
 from pipeline.cluster import WORKER_CONFIG
+from pipeline.jobs import ingest_compute
 from pipeline.plan import make_plan
 from pipeline.runner import PartitionTask, execute, run_stage
 from stages.ingest import IngestSettings
@@ -92,7 +92,7 @@ def main() -> None:
                 n_parts = summary["partitions"]
                 _, t = timed(
                     lambda src=src, run=run, settings=settings, n_parts=n_parts: [
-                        _ingest_compute(run, src, p, settings) for p in range(n_parts)
+                        ingest_compute(run, src, p, settings) for p in range(n_parts)
                     ]
                 )
                 results[f"{name}_read_{vname}_per_s_per_core"] = summary["images"] / t
@@ -107,7 +107,7 @@ def main() -> None:
 
         def jobs(run):
             return [
-                (PartitionTask(run, "ingest", "ms1m", p), _ingest_compute, (run_loop, rec, p, full))
+                (PartitionTask(run, "ingest", "ms1m", p), ingest_compute, (run_loop, rec, p, full))
                 for p in range(n_parts)
             ]
 

@@ -17,12 +17,11 @@ from rich.console import Console
 
 from pipeline import __version__, storage
 from pipeline.config import Manifest
-from pipeline.plan import make_plan, read_partition
+from pipeline.jobs import stage_jobs, uses_gpu
+from pipeline.plan import make_plan
+from pipeline.publish import identity_map, publish, shard_rows
 from pipeline.reconcile import print_reconciliation, reconcile
-from pipeline.runner import PartitionTask, run_stage
-from stages.identities.embed import EmbedSettings, embed_partition
-from stages.ingest import IngestSettings, ingest_partition
-from stages.landmarks.stage import LandmarkSettings, label_partition
+from pipeline.runner import run_stage
 from stages.readers.base import Source, get_reader
 
 
@@ -39,7 +38,7 @@ STAGES = (
     StageInfo("landmarks", True, ("landmarks",), 3),
     StageInfo("embeddings", True, ("identities",), 4),
     StageInfo("identities", True, ("identities",), 4),
-    StageInfo("assemble", False, ("output",), 5),
+    StageInfo("assemble", True, ("output",), 5),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -76,58 +75,6 @@ def check_models(manifest: Manifest) -> None:
             raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")
         if path is not None and not storage.exists(path):
             raise StartupError(f"{field}: model file {path} not found")
-
-
-def _ingest_compute(run: str, source: Source, part: int, settings: IngestSettings):
-    plan = read_partition(run, source.name, part)
-    accepted, rejected = ingest_partition(source, plan, settings)
-    return accepted, rejected, plan.num_rows
-
-
-def _landmarks_compute(run: str, source: str, part: int, settings: LandmarkSettings):
-    rows = storage.read_table(PartitionTask(run, "ingest", source, part).output)
-    accepted, rejected = label_partition(rows, settings)
-    return accepted, rejected, rows.num_rows
-
-
-def _embeddings_compute(run: str, source: str, part: int, settings: EmbedSettings):
-    rows = storage.read_table(PartitionTask(run, "landmarks", source, part).output)
-    ingest = storage.read_table(PartitionTask(run, "ingest", source, part).output)
-    accepted, rejected = embed_partition(ingest, rows, settings)
-    return accepted, rejected, rows.num_rows
-
-
-def _stage_jobs(stage: str, run: str, manifest: Manifest, sources: list[Source], plans: dict) -> list:
-    """(task, compute, args) for every partition of `stage`; partition ids follow the plan."""
-    if stage == "ingest":
-        settings = IngestSettings(**manifest.ingest.model_dump(exclude={"rows_per_partition"}))
-        return [
-            (PartitionTask(run, "ingest", s.name, part), _ingest_compute, (run, s, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    if stage == "landmarks":
-        settings = LandmarkSettings(**manifest.landmarks.model_dump())
-        return [
-            (PartitionTask(run, "landmarks", s.name, part), _landmarks_compute, (run, s.name, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    if stage == "embeddings":
-        ident = manifest.identities
-        settings = EmbedSettings(tuple(ident.networks), tuple(ident.checkpoints))
-        return [
-            (PartitionTask(run, "embeddings", s.name, part), _embeddings_compute, (run, s.name, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    raise ValueError(f"stage {stage!r} has no jobs")
-
-
-def _uses_gpu(stage: str, manifest: Manifest) -> bool:
-    if stage == "embeddings":
-        return any(n != "dlib" for n in manifest.identities.networks)
-    return stage == "landmarks" and (manifest.landmarks.teacher == "resnet50" or manifest.landmarks.blink == "resnet18")
 
 
 def _stage_hashes(manifest: Manifest) -> dict[str, str]:
@@ -226,15 +173,9 @@ def build(
             f"plan [bold]{p['source']}[/] ({p['format']}): {p['images']} images in {p['partitions']} partitions"
             + (f"; not images: {ignored}" if ignored else "")
         )
-    ran = [s.name for s in STAGES if s.implemented]
-    if until is not None:
-        if until not in STAGE_NAMES:
-            raise StartupError(f"--until {until}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
-        ran = [s for s in ran if STAGE_NAMES.index(s) <= STAGE_NAMES.index(until)]
-    if manifest.identities is None:
-        ran = [s for s in ran if s not in ("embeddings", "identities")]
-    hashes = _stage_hashes(manifest)
-    identity_report = None
+    ran = stages_to_run(manifest, until)
+    per_image = [s for s in ran if s != "identities"]
+    identity_report = dataset = None
     with connect(profile) as client:
         workers = client.scheduler_info().get("workers", {})
         gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
@@ -247,30 +188,21 @@ def build(
 
                 identity_report = run_identities(client, run, manifest.identities, sources, plans, console)
                 continue
-            meta = {"stage": stage, "manifest": manifest.name, "settings_hash": hashes[stage]}
-            resources = {"GPU": 1} if gpu_workers and _uses_gpu(stage, manifest) else None
-            jobs = _stage_jobs(stage, run, manifest, sources, plans)
-            result = run_stage(client, stage, jobs, meta, console, resources=resources)
-            summary = result.summary()
-            storage.write_json(storage.join(run, "stats", f"{stage}.json"), summary)
-            console.print(
-                f"{stage}: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
-                f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
-                f"{summary['wall_seconds']:.1f} s"
-            )
-            if result.failed:
-                for task, detail in result.failed[:10]:
-                    console.print(f"[red]failed[/] {task.stage}/{task.source}/{task.name}: {detail}")
-                raise BuildError(
-                    f"{len(result.failed)} partition(s) of stage '{stage}' failed; fix the cause and rerun the same "
-                    "command: complete partitions are kept"
-                )
+            extra: tuple = ()
+            if stage == "assemble":  # the id map goes to every worker once, not with every task
+                before = per_image[per_image.index("assemble") - 1]
+                extra = (client.scatter(identity_map(run, sources, plans), broadcast=True), before)
+            resources = {"GPU": 1} if gpu_workers and uses_gpu(stage, manifest) else None
+            _run_partition_stage(client, stage, run, manifest, sources, plans, extra, resources, console)
             if stage == "landmarks":
                 _audit(run, sources, console)
+        report = reconcile(run, {k: v["images"] for k, v in plans.items()}, per_image[-1], per_image)
+        if "assemble" in ran:
+            dataset = publish(client, run, manifest, sources, plans, report, identity_report, console)
+            report["pltd_rows"] = shard_rows(run)
+            report["ok"] &= report["pltd_rows"] == report["total"]["accepted"]
     pending = [s for s in STAGES if not s.implemented]
     skipped = [s for s in STAGES if s.implemented and s.name not in ran]
-    per_image = [s for s in ran if s != "identities"]
-    report = reconcile(run, {k: v["images"] for k, v in plans.items()}, per_image[-1], per_image)
     report["stages_not_implemented"] = [f"{s.name} (issue #{s.issue})" for s in pending]
     storage.write_json(storage.join(run, "reconciliation.json"), report)
     print_reconciliation(report, console)
@@ -281,6 +213,7 @@ def build(
             "stages_not_implemented": report["stages_not_implemented"],
             "stages_not_run": [s.name for s in skipped],
             "identities": identity_report,
+            "pltd": dataset,
             "plans": plans,
             "wall_seconds": round(time.perf_counter() - t0, 3),
             "balanced": report["ok"],
@@ -288,12 +221,44 @@ def build(
     )
     console.print(f"Stages run: [bold]{', '.join(ran)}[/].")
     if skipped:
-        console.print(f"Not run (--until {until}): {', '.join(s.name for s in skipped)}.")
+        reason = f"--until {until}" if until else "no identities section in the manifest"
+        console.print(f"Not run ({reason}): {', '.join(s.name for s in skipped)}.")
     if pending:
-        console.print(
-            "Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ". "
-            f"The run holds the rows of '{per_image[-1]}' ({run}/{per_image[-1]}/), not a PLTD."
-        )
+        console.print("Not implemented yet, so not run: " + ", ".join(report["stages_not_implemented"]) + ".")
+    if dataset is None:
+        console.print(f"The run holds the rows of '{per_image[-1]}' ({run}/{per_image[-1]}/), not a PLTD.")
     if not report["ok"]:
         raise BuildError(f"counts do not reconcile; see {run}/reconciliation.json")
     return report
+
+
+def stages_to_run(manifest: Manifest, until: str | None) -> list[str]:
+    ran = [s.name for s in STAGES if s.implemented]
+    if until is not None:
+        if until not in STAGE_NAMES:
+            raise StartupError(f"--until {until}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+        ran = [s for s in ran if STAGE_NAMES.index(s) <= STAGE_NAMES.index(until)]
+    if manifest.identities is None:
+        ran = [s for s in ran if s not in ("embeddings", "identities")]
+    return ran
+
+
+def _run_partition_stage(client, stage, run, manifest, sources, plans, extra, resources, console) -> None:
+    hashes = _stage_hashes(manifest)
+    meta = {"stage": stage, "manifest": manifest.name, "settings_hash": hashes[stage]}
+    jobs = stage_jobs(stage, run, manifest, sources, plans, extra)
+    result = run_stage(client, stage, jobs, meta, console, resources=resources)
+    summary = result.summary()
+    storage.write_json(storage.join(run, "stats", f"{stage}.json"), summary)
+    console.print(
+        f"{stage}: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
+        f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
+        f"{summary['wall_seconds']:.1f} s"
+    )
+    if result.failed:
+        for task, detail in result.failed[:10]:
+            console.print(f"[red]failed[/] {task.stage}/{task.source}/{task.name}: {detail}")
+        raise BuildError(
+            f"{len(result.failed)} partition(s) of stage '{stage}' failed; fix the cause and rerun the same "
+            "command: complete partitions are kept"
+        )

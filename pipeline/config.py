@@ -122,8 +122,12 @@ class IdentitiesConfig(Strict):
 
 
 class OutputConfig(Strict):
-    region_long_side: int = Field(256, ge=32, le=4096)
+    """The PLTD: face-centred regions, shards."""
+
+    region_long_side: int = Field(256, ge=32, le=4096)  # JPEG long side at most this
+    region_scale: float = Field(2.0, ge=1.0, le=4.0)  # region side / the landmarks' box side
     rows_per_shard: int = Field(10_000, ge=1)
+    bytes_per_shard: int | None = Field(None, ge=1_000_000)  # also cut a shard at about this size
     row_group_rows: int = Field(1000, ge=1)
     jpeg_quality: int = Field(95, ge=1, le=100)
 
