@@ -47,15 +47,15 @@ def summarize(run: str) -> dict:
         "identities": len(per_id),
         "images_per_identity": ipi,
         "label_kind": {"pseudo": int(pseudo.sum()), "ground_truth": int((~pseudo).sum())},
-        "pose_abs_mean": dict(zip(("yaw", "pitch", "roll"), abs_mean, strict=True)),
+        "pose_abs_mean": {k: round(float(v), 2) for k, v in zip(("yaw", "pitch", "roll"), abs_mean, strict=True)},
         "yaw_buckets": {
             "0-30": int((np.abs(pose[:, 0]) < 30).sum()),
             "30-60": int(((np.abs(pose[:, 0]) >= 30) & (np.abs(pose[:, 0]) < 60)).sum()),
             "60-90+": int((np.abs(pose[:, 0]) >= 60).sum()),
         },
         "fit_error_pseudo": {
-            "median": float(np.nanmedian(fit[pseudo])) if pseudo.any() else None,
-            "p95": float(np.nanpercentile(fit[pseudo], 95)) if pseudo.any() else None,
+            "median": round(float(np.nanmedian(fit[pseudo])), 5) if pseudo.any() else None,
+            "p95": round(float(np.nanpercentile(fit[pseudo], 95)), 5) if pseudo.any() else None,
         },
         "n_samples_pseudo": {str(k): int(v) for k, v in kept.items()},
     }  # fmt: skip
@@ -93,6 +93,18 @@ def _png(fig, plt) -> bytes:
     return buf.getvalue()
 
 
+def summary_lines(summary: dict) -> list[str]:
+    """The card's facts as plain lines (the card and `pltd inspect` print the same)."""
+    ipi = summary["images_per_identity"]
+    return [
+        f"Images per identity: min {ipi['min']}, median {ipi['median']:g}, mean {ipi['mean']:.1f}, max {ipi['max']}.",
+        f"Labels: {summary['label_kind']['pseudo']:,} pseudo, {summary['label_kind']['ground_truth']:,} ground truth.",
+        f"Mean |yaw|, |pitch|, |roll|: {summary['pose_abs_mean']}; yaw buckets {summary['yaw_buckets']}.",
+        f"fit_error of pseudo-labels: median {summary['fit_error_pseudo']['median']}, "
+        f"95th percentile {summary['fit_error_pseudo']['p95']}; samples kept: {summary['n_samples_pseudo']}.",
+    ]
+
+
 def write_card(run: str, summary: dict, reconciliation: dict, identities: dict | None, dataset: dict) -> None:
     base = storage.join(run, "pltd")
     fs, root = storage.fs_path(base)
@@ -113,15 +125,7 @@ def write_card(run: str, summary: dict, reconciliation: dict, identities: dict |
         r = reconciliation["sources"].get(src, {})
         reasons = ", ".join(f"{k}: {v}" for k, v in r.get("rejected_by_reason", {}).items()) or "none"
         lines.append(f"| {src} | {n:,} | {r.get('rejected', 0):,} ({reasons}) |")
-    ipi = summary["images_per_identity"]
-    lines += [
-        "",
-        f"Images per identity: min {ipi['min']}, median {ipi['median']:g}, mean {ipi['mean']:.1f}, max {ipi['max']}.",
-        f"Labels: {summary['label_kind']['pseudo']:,} pseudo, {summary['label_kind']['ground_truth']:,} ground truth.",
-        f"Mean |yaw|, |pitch|, |roll|: {summary['pose_abs_mean']}; yaw buckets {summary['yaw_buckets']}.",
-        f"fit_error of pseudo-labels: median {summary['fit_error_pseudo']['median']}, "
-        f"95th percentile {summary['fit_error_pseudo']['p95']}; samples kept: {summary['n_samples_pseudo']}.",
-    ]
+    lines += ["", *summary_lines(summary)]
     if identities:
         lines += [
             "",

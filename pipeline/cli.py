@@ -114,6 +114,16 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
             f"{s['partitions']} partitions, {s['task_seconds']:.1f} task-s, {s['wall_seconds']:.1f} s wall"
         )
     print_reconciliation(storage.read_json(storage.join(run, "reconciliation.json")), console)
+    if info.get("pltd"):
+        from pipeline.card import summary_lines
+
+        d = info["pltd"]
+        console.print(
+            f"PLTD: {d['rows']:,} rows, {d['identities']:,} identities, {len(d['shards'])} shards in {run}/pltd/ "
+            f"(schema {d['schema_version']}, card {run}/pltd/README.md)"
+        )
+        for line in summary_lines(d["summary"]):
+            console.print("  " + line, highlight=False)
     if info["stages_not_implemented"]:
         console.print("not implemented yet: " + ", ".join(info["stages_not_implemented"]))
 

@@ -65,6 +65,7 @@ def publish(
     }
     if summary["rows"]:
         write_card(run, summary, reconciliation, identities, dataset)
+    dataset["summary"] = summary
     storage.write_json(done, dataset)
     console.print(
         f"pltd: {dataset['rows']} rows, {dataset['identities']} identities in {len(written)} shards "

@@ -64,11 +64,9 @@ def sample_run(tmp_path_factory, sample_dir):
 def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     run, done, env = sample_run
     assert "Dask dashboard: http://" in done.stdout
-    assert (
-        "Stages run: ingest, landmarks, embeddings, identities." in done.stdout and "assemble (issue #5)" in done.stdout
-    )
+    assert "Stages run: ingest, landmarks, embeddings, identities, assemble." in done.stdout
     rec = json.loads((run / "reconciliation.json").read_text())
-    assert rec["final_stage"] == "embeddings" and rec["ok"]
+    assert rec["final_stage"] == "assemble" and rec["ok"] and rec["pltd_rows"] == 201  # 206 in = 201 + 5 rejected
     ingest = {s: (v["images_in"], v["rejected_by_reason"]) for s, v in rec["sources"].items()}
     assert {s: n for s, (n, _) in ingest.items()} == {"vggface2": 67, "ms1mv3": 85, "300w_lp": 54}
     assert ingest["vggface2"][1]["ingest:decode_error"] == 1 and ingest["vggface2"][1]["ingest:empty_file"] == 1
@@ -84,11 +82,11 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert "stage_settings_hash" in resolved and str(sample_dir) in resolved
     # rerun: every partition of every stage is complete, nothing recomputed, same account
     again = pltd("build", "--out", str(run), env=env, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("(8 already complete)") == 3
+    assert again.returncode == 0 and again.stdout.count("(8 already complete)") == 4
     assert "identities: already complete" in again.stdout
     shown = CliRunner().invoke(app, ["inspect", str(run)])
     assert shown.exit_code == 0 and "vggface2" in shown.output and "landmarks" in shown.output
-    assert "46 identities in → 40 after merging" in shown.output
+    assert "46 identities in → 40 after merging" in shown.output and "PLTD: 201 rows, 40 identities" in shown.output
 
 
 @pytest.mark.slow
@@ -202,7 +200,7 @@ def test_sample_build_on_an_existing_scheduler_and_workers(tmp_path, sample_dir)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "0 with a GPU)" in done.stdout
         rec = json.loads((tmp_path / "run" / "reconciliation.json").read_text())
-        assert rec["ok"] and rec["total"]["images_in"] == 206 and rec["final_stage"] == "embeddings"
+        assert rec["ok"] and rec["total"]["images_in"] == 206 and rec["final_stage"] == "assemble"
         workers = {json.loads(p.read_text())["worker"] for p in (tmp_path / "run" / "landmarks").rglob("_done/*.json")}
         assert len(workers) == 2  # both external worker processes labelled partitions
     finally:
@@ -282,3 +280,33 @@ def test_calibrate_refuses_a_malicious_pair_file(tmp_path):
     (tmp_path / "evil.bin").write_bytes(pickle.dumps(([Evil()], [True])))
     res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "evil.bin")])
     assert res.exit_code == 2 and "refusing to load builtins.print" in res.output
+
+
+@pytest.mark.slow
+def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
+    run, _, _ = sample_run
+    shards = sorted((run / "pltd").glob("part-*.parquet"))
+    meta = pq.ParquetFile(shards[0]).schema_arrow.metadata
+    assert meta[b"pltd.schema_version"] == b"1" and json.loads((run / "pltd/dataset.json").read_text())["rows"] == 201
+    t = pq.read_table(shards)
+    assert t.num_rows == 201 and t.schema.field("landmarks").type == pa.list_(pa.float32(), 136)
+    assert t.schema.field("source").type == pa.dictionary(pa.int32(), pa.string())
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    glob = str(run / "pltd" / "part-*.parquet")
+    assert len(pd.read_parquet(shards[0])) == 201
+    assert pl.read_parquet(glob).height == 201
+    ids = duckdb.sql(f"SELECT count(DISTINCT face_id) AS n FROM read_parquet('{glob}')").fetchall()[0][0]
+    assert ids == 40
+    from datasets import load_dataset
+
+    hf = load_dataset("parquet", data_files=[str(p) for p in shards], split="train")
+    assert hf.num_rows == 201 and len(hf[0]["landmarks"]) == 136
+    from trainer.data import PLTDDataset
+
+    ds = PLTDDataset([str(p) for p in shards])
+    assert sum(1 for _ in ds) == 201
+    card = (run / "pltd" / "README.md").read_text()
+    assert "201 images, 40 identities" in card and (run / "pltd" / "pose_hist.png").exists()

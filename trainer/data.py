@@ -1,0 +1,175 @@
+"""PLTD reader for PyTorch: an IterableDataset over Parquet shards (local paths or fsspec URLs).
+
+Splitting: the unit of work is one row group of one shard. Every epoch the list of units is
+shuffled with the same seed on every process (seed + epoch), then unit k goes to reader
+k mod (world_size × num_workers), reader = rank × num_workers + DataLoader worker id: together
+the readers see every row exactly once per epoch, and no row twice. A shuffle buffer mixes rows
+across the units a reader holds.
+
+Per sample (the paper's augmentation): a random square crop of the face region whose side lies
+between `min_face_scale` and `max_face_scale` times the face box side (so each task sees the
+region it needs), resized to `input_size` (112, or 128 for the teacher); landmarks and box move
+with the image; a horizontal flip mirrors the landmarks through the iBUG permutation and negates
+yaw and roll.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from stages.landmarks.ibug import MIRROR68
+
+COLUMNS = ["image_id", "face_id", "image", "width", "height", "bbox", "landmarks", "pose", "label_kind"]
+
+
+@dataclass(frozen=True)
+class Augment:
+    input_size: int = 112
+    min_face_scale: float = 1.1  # crop side / face box side: tight (face recognition) …
+    max_face_scale: float = 1.8  # … to loose (landmarks want chin and brow)
+    max_shift: float = 0.08  # crop centre jitter, fraction of the face side
+    flip: float = 0.5
+
+
+def _open(url: str):
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.open(path, "rb")
+
+
+def row_group_units(shards: list[str]) -> list[tuple[int, int, int]]:
+    """(shard index, row group, rows) for every row group of every shard, from the footers."""
+    units = []
+    for i, url in enumerate(shards):
+        with _open(url) as f:
+            meta = pq.ParquetFile(f).metadata
+        units += [(i, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+    return units
+
+
+def dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def crop_sample(jpeg: bytes, landmarks: np.ndarray, bbox: np.ndarray, rng: random.Random, a: Augment):
+    """Decode, random face-region crop, resize: (HxWx3 uint8, 68x2 landmarks, 4 bbox) in output pixels."""
+    x0, y0, x1, y1 = bbox
+    side = max(x1 - x0, y1 - y0) * rng.uniform(a.min_face_scale, a.max_face_scale)
+    cx = (x0 + x1) / 2 + rng.uniform(-a.max_shift, a.max_shift) * (x1 - x0)
+    cy = (y0 + y1) / 2 + rng.uniform(-a.max_shift, a.max_shift) * (y1 - y0)
+    im = Image.open(io.BytesIO(jpeg))
+    w0 = im.width
+    # decode at a reduced DCT scale when the crop will be shrunk at least twice anyway
+    im.draft("RGB", (max(1, int(im.width * a.input_size / side)), max(1, int(im.height * a.input_size / side))))
+    r = im.width / w0  # the decoded image's pixels per stored pixel
+    box = (math.floor((cx - side / 2) * r), math.floor((cy - side / 2) * r))
+    n = max(1, round(side * r))
+    crop = im.convert("RGB").crop((box[0], box[1], box[0] + n, box[1] + n))  # black beyond the region
+    out = np.asarray(crop.resize((a.input_size, a.input_size), Image.BILINEAR))
+    k = a.input_size / n
+    pts = (np.asarray(landmarks, np.float32).reshape(68, 2) * r - box) * k
+    b = (np.asarray(bbox, np.float32).reshape(2, 2) * r - box) * k
+    return out, pts, b.reshape(4)
+
+
+def flip_sample(image: np.ndarray, pts: np.ndarray, bbox: np.ndarray, pose: np.ndarray):
+    """Horizontal flip: mirrored landmarks (iBUG permutation), box, and yaw and roll negated."""
+    s = image.shape[1]
+    pts = pts.copy()
+    pts[:, 0] = s - pts[:, 0]
+    bbox = np.array([s - bbox[2], bbox[1], s - bbox[0], bbox[3]], np.float32)
+    return image[:, ::-1], pts[MIRROR68], bbox, np.array([-pose[0], pose[1], -pose[2]], np.float32)
+
+
+class PLTDDataset(IterableDataset):
+    """Stream training samples from PLTD shards; call `set_epoch` before each epoch."""
+
+    def __init__(
+        self,
+        shards: list[str],
+        augment: Augment = Augment(),
+        shuffle: bool = True,
+        buffer_size: int = 2048,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        self.shards = list(shards)
+        self.units = row_group_units(self.shards)
+        self.augment, self.shuffle, self.buffer_size, self.seed = augment, shuffle, buffer_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(u[2] for u in self.units)
+
+    def my_units(self) -> list[tuple[int, int, int]]:
+        rank, world = dist_info(self.rank, self.world_size)
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        units = list(self.units)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(units)
+        return units[rank * workers + wid :: world * workers]
+
+    def rows(self) -> Iterator[dict]:
+        open_files: dict[int, pq.ParquetFile] = {}
+        for shard, group, _ in self.my_units():
+            if shard not in open_files:
+                open_files[shard] = pq.ParquetFile(_open(self.shards[shard]))
+            table = open_files[shard].read_row_group(group, columns=COLUMNS)
+            yield from table.to_pylist()
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, _ = dist_info(self.rank, self.world_size)
+        info = get_worker_info()
+        rng = random.Random(hash((self.seed, self.epoch, rank, info.id if info else 0)))
+        buffer: list[dict] = []
+        for row in self.rows():
+            if not self.shuffle:
+                yield self.sample(row, rng)
+                continue
+            if len(buffer) < self.buffer_size:
+                buffer.append(row)
+                continue
+            k = rng.randrange(len(buffer))
+            buffer[k], row = row, buffer[k]
+            yield self.sample(row, rng)
+        rng.shuffle(buffer)
+        for row in buffer:
+            yield self.sample(row, rng)
+
+    def sample(self, row: dict, rng: random.Random) -> dict:
+        a = self.augment
+        image, pts, bbox = crop_sample(row["image"], np.asarray(row["landmarks"]), np.asarray(row["bbox"]), rng, a)
+        pose = np.asarray(row["pose"], np.float32)
+        if rng.random() < a.flip:
+            image, pts, bbox, pose = flip_sample(image, pts, bbox, pose)
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        return {
+            "image": x,
+            "landmarks": torch.from_numpy((pts / a.input_size).astype(np.float32)),  # fractions of the input side
+            "bbox": torch.from_numpy((bbox / a.input_size).astype(np.float32)),
+            "pose": torch.from_numpy(pose),
+            "face_id": torch.tensor(row["face_id"], dtype=torch.int64),
+            "is_pseudo": torch.tensor(row["label_kind"] == "pseudo"),
+            "image_id": row["image_id"],
+        }
