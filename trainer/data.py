@@ -15,8 +15,6 @@ yaw and roll.
 
 from __future__ import annotations
 
-import io
-import math
 import os
 import random
 from collections.abc import Iterator
@@ -26,7 +24,6 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from stages.landmarks.ibug import MIRROR68
@@ -67,24 +64,32 @@ def dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 def crop_sample(jpeg: bytes, landmarks: np.ndarray, bbox: np.ndarray, rng: random.Random, a: Augment):
-    """Decode, random face-region crop, resize: (HxWx3 uint8, 68x2 landmarks, 4 bbox) in output pixels."""
+    """Decode, random face-region crop, resize: (SxSx3 uint8 RGB, 68x2 landmarks, 4 bbox) in output pixels.
+
+    OpenCV (the build that MediaPipe brings) decodes and warps: one affine warp does crop, black
+    padding and bilinear resize at once (no antialiasing, as insightface's loaders), 4x faster here
+    than Pillow's crop + resize.
+    """
+    import cv2
+
     x0, y0, x1, y1 = bbox
     side = max(x1 - x0, y1 - y0) * rng.uniform(a.min_face_scale, a.max_face_scale)
     cx = (x0 + x1) / 2 + rng.uniform(-a.max_shift, a.max_shift) * (x1 - x0)
     cy = (y0 + y1) / 2 + rng.uniform(-a.max_shift, a.max_shift) * (y1 - y0)
-    im = Image.open(io.BytesIO(jpeg))
-    w0 = im.width
-    # decode at a reduced DCT scale when the crop will be shrunk at least twice anyway
-    im.draft("RGB", (max(1, int(im.width * a.input_size / side)), max(1, int(im.height * a.input_size / side))))
-    r = im.width / w0  # the decoded image's pixels per stored pixel
-    box = (math.floor((cx - side / 2) * r), math.floor((cy - side / 2) * r))
-    n = max(1, round(side * r))
-    crop = im.convert("RGB").crop((box[0], box[1], box[0] + n, box[1] + n))  # black beyond the region
-    out = np.asarray(crop.resize((a.input_size, a.input_size), Image.BILINEAR))
-    k = a.input_size / n
-    pts = (np.asarray(landmarks, np.float32).reshape(68, 2) * r - box) * k
-    b = (np.asarray(bbox, np.float32).reshape(2, 2) * r - box) * k
-    return out, pts, b.reshape(4)
+    buf = np.frombuffer(jpeg, np.uint8)
+    reduce = a.input_size / side <= 0.5  # decode at half size when the crop shrinks twice anyway
+    img = cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_2 if reduce else cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("image bytes could not be decoded")
+    r = 0.5 if reduce else 1.0
+    k = a.input_size / side
+    ox, oy = cx - side / 2, cy - side / 2  # crop corner, stored pixels
+    # output pixel u covers stored x = ox + u / k; with pixel centres at +0.5 on both sides
+    m = np.array([[k / r, 0, (0.5 - ox * r) * k / r - 0.5], [0, k / r, (0.5 - oy * r) * k / r - 0.5]])
+    out = cv2.warpAffine(img, m, (a.input_size, a.input_size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    pts = (np.asarray(landmarks, np.float32).reshape(68, 2) - [ox, oy]) * k
+    b = (np.asarray(bbox, np.float32).reshape(2, 2) - [ox, oy]) * k
+    return out[..., ::-1], pts.astype(np.float32), b.reshape(4).astype(np.float32)
 
 
 def flip_sample(image: np.ndarray, pts: np.ndarray, bbox: np.ndarray, pose: np.ndarray):
@@ -131,12 +136,20 @@ class PLTDDataset(IterableDataset):
         return units[rank * workers + wid :: world * workers]
 
     def rows(self) -> Iterator[dict]:
+        """Rows of this reader's units; vectors come out of Arrow as numpy arrays, not Python lists."""
         open_files: dict[int, pq.ParquetFile] = {}
         for shard, group, _ in self.my_units():
             if shard not in open_files:
                 open_files[shard] = pq.ParquetFile(_open(self.shards[shard]))
-            table = open_files[shard].read_row_group(group, columns=COLUMNS)
-            yield from table.to_pylist()
+            t = open_files[shard].read_row_group(group, columns=COLUMNS)
+            vec = {c: t.column(c).combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
+                   for c in ("bbox", "landmarks", "pose")}  # fmt: skip
+            ids, faces = t.column("image_id").to_pylist(), t.column("face_id").to_numpy()
+            images = t.column("image").to_pylist()
+            pseudo = [k == "pseudo" for k in t.column("label_kind").cast("string").to_pylist()]
+            for i in range(t.num_rows):
+                yield {"image_id": ids[i], "face_id": int(faces[i]), "image": images[i], "bbox": vec["bbox"][i],
+                       "landmarks": vec["landmarks"][i], "pose": vec["pose"][i], "is_pseudo": pseudo[i]}  # fmt: skip
 
     def __iter__(self) -> Iterator[dict]:
         rank, _ = dist_info(self.rank, self.world_size)
@@ -159,7 +172,7 @@ class PLTDDataset(IterableDataset):
 
     def sample(self, row: dict, rng: random.Random) -> dict:
         a = self.augment
-        image, pts, bbox = crop_sample(row["image"], np.asarray(row["landmarks"]), np.asarray(row["bbox"]), rng, a)
+        image, pts, bbox = crop_sample(row["image"], row["landmarks"], row["bbox"], rng, a)
         pose = np.asarray(row["pose"], np.float32)
         if rng.random() < a.flip:
             image, pts, bbox, pose = flip_sample(image, pts, bbox, pose)
@@ -170,6 +183,6 @@ class PLTDDataset(IterableDataset):
             "bbox": torch.from_numpy((bbox / a.input_size).astype(np.float32)),
             "pose": torch.from_numpy(pose),
             "face_id": torch.tensor(row["face_id"], dtype=torch.int64),
-            "is_pseudo": torch.tensor(row["label_kind"] == "pseudo"),
+            "is_pseudo": torch.tensor(row["is_pseudo"]),
             "image_id": row["image_id"],
         }
