@@ -181,7 +181,7 @@ class PLTDDataset(IterableDataset):
             "image": x,
             "landmarks": torch.from_numpy((pts / a.input_size).astype(np.float32)),  # fractions of the input side
             "bbox": torch.from_numpy((bbox / a.input_size).astype(np.float32)),
-            "pose": torch.from_numpy(pose),
+            "pose": torch.tensor(pose, dtype=torch.float32),
             "face_id": torch.tensor(row["face_id"], dtype=torch.int64),
             "is_pseudo": torch.tensor(row["is_pseudo"]),
             "image_id": row["image_id"],
