@@ -248,6 +248,33 @@ def calibrate(
         out.write_text(json.dumps(result, indent=2))
 
 
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="mtl, stl-fr, fr, teacher-300wlp or blink (trainer/presets/).")],
+    data: Annotated[Path, typer.Option(help="PLTD directory (RUN/pltd) with part-*.parquet.")],
+    out: Annotated[Path, typer.Option(help="Output directory: checkpoint.pt, model.pt, logs.")],
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt exactly.")] = False,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a preset field: KEY=VALUE (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Train a network of the paper on a PLTD (single process, or under torchrun for DDP)."""
+    from trainer.config import load_config
+    from trainer.loop import train as run
+
+    try:
+        cfg = load_config(preset, set_)
+    except ValueError as exc:
+        _fail(str(exc))
+    if resume and not (out / "checkpoint.pt").is_file():
+        _fail(f"--resume: {out / 'checkpoint.pt'} not found")
+    try:
+        result = run(cfg, str(data), str(out), max_steps=max_steps, resume=resume)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"trained {result['step']} steps ({result['epoch']} epochs done); last losses {result['last']}")
+    console.print(f"{out}/model.pt (pltd checkpoint) and {out}/model.torchscript.pt; logs in {out}/log_rank0.csv")
+
+
 def _ingest_rows(run: str, limit: int, exclude_formats: tuple[str, ...] = ()) -> list[dict]:
     from pipeline.show import _tables
 

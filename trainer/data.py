@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from stages.landmarks.ibug import MIRROR68
 
-COLUMNS = ["image_id", "face_id", "image", "width", "height", "bbox", "landmarks", "pose", "label_kind"]
+COLUMNS = ["image_id", "face_id", "image", "width", "height", "bbox", "landmarks", "pose", "label_kind", "eye_closed"]
 
 
 @dataclass(frozen=True)
@@ -143,13 +143,14 @@ class PLTDDataset(IterableDataset):
                 open_files[shard] = pq.ParquetFile(_open(self.shards[shard]))
             t = open_files[shard].read_row_group(group, columns=COLUMNS)
             vec = {c: t.column(c).combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
-                   for c in ("bbox", "landmarks", "pose")}  # fmt: skip
+                   for c in ("bbox", "landmarks", "pose", "eye_closed")}  # fmt: skip
             ids, faces = t.column("image_id").to_pylist(), t.column("face_id").to_numpy()
             images = t.column("image").to_pylist()
             pseudo = [k == "pseudo" for k in t.column("label_kind").cast("string").to_pylist()]
             for i in range(t.num_rows):
                 yield {"image_id": ids[i], "face_id": int(faces[i]), "image": images[i], "bbox": vec["bbox"][i],
-                       "landmarks": vec["landmarks"][i], "pose": vec["pose"][i], "is_pseudo": pseudo[i]}  # fmt: skip
+                       "landmarks": vec["landmarks"][i], "pose": vec["pose"][i], "is_pseudo": pseudo[i],
+                       "eye_closed": vec["eye_closed"][i]}  # fmt: skip
 
     def __iter__(self) -> Iterator[dict]:
         rank, _ = dist_info(self.rank, self.world_size)
@@ -176,7 +177,7 @@ class PLTDDataset(IterableDataset):
         pose = np.asarray(row["pose"], np.float32)
         if rng.random() < a.flip:
             image, pts, bbox, pose = flip_sample(image, pts, bbox, pose)
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div_(127.5).sub_(1.0)
         return {
             "image": x,
             "landmarks": torch.from_numpy((pts / a.input_size).astype(np.float32)),  # fractions of the input side
@@ -186,3 +187,26 @@ class PLTDDataset(IterableDataset):
             "is_pseudo": torch.tensor(row["is_pseudo"]),
             "image_id": row["image_id"],
         }
+
+
+class BlinkDataset(PLTDDataset):
+    """Eye crops for the blink network: one eye per row (chosen at random), `eye_closed` σ as the
+    target; rows without a measured σ are skipped."""
+
+    def rows(self) -> Iterator[dict]:
+        for row in super().rows():
+            if np.all(np.isfinite(row["eye_closed"])):
+                yield row
+
+    def sample(self, row: dict, rng: random.Random) -> dict:
+        import cv2
+
+        from stages.landmarks.blink import eye_crops
+
+        image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        eye = rng.randrange(2)
+        crop = eye_crops(np.ascontiguousarray(image), row["landmarks"], self.augment.input_size)[eye]
+        if rng.random() < self.augment.flip:
+            crop = crop[:, ::-1]
+        x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).contiguous().float().div_(127.5).sub_(1.0)
+        return {"image": x, "eye_closed": torch.tensor(float(row["eye_closed"][eye])), "image_id": row["image_id"]}

@@ -1,0 +1,76 @@
+"""A network and the losses of its tasks; `forward(batch)` returns a dict of losses (Eq. 1).
+
+    L_total = L_FR + λ1 · L_FLD + λ2 · L_HPE        (λ1 = 100, λ2 = 10)
+
+A network returns a dict (`embedding`, `landmarks`, `pose`) or a plain tensor that the tasks
+split: 139 outputs → 136 landmark fractions + 3 angles (the teacher); 1 output → blink logit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from trainer.config import TrainConfig
+from trainer.losses.landmark import fld_loss
+from trainer.losses.margin import LPMC
+from trainer.losses.pose import hpe_loss
+from trainer.networks import create
+
+
+def load_mean_face(path: str | None) -> torch.Tensor:
+    from stages.landmarks.mean_face import load_mean_face as load
+
+    return torch.from_numpy(np.asarray(load(path), np.float32))
+
+
+class TaskModel(nn.Module):
+    def __init__(self, cfg: TrainConfig, n_classes: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.net = create(cfg.arch, **cfg.arch_kwargs)
+        if "fr" in cfg.tasks:
+            if n_classes < 2:
+                raise ValueError(f"face recognition needs at least 2 identities, the data has {n_classes}")
+            with torch.no_grad():
+                self.net.eval()
+                dim = self.outputs(torch.zeros(2, 3, cfg.input_size, cfg.input_size))["embedding"].shape[1]
+                self.net.train()
+            self.margin = LPMC(dim, n_classes, cfg.s, cfg.m1, cfg.m2, cfg.partial_fc)
+        self.register_buffer("mean_face", load_mean_face(cfg.mean_face), persistent=False)
+
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(x)
+        if isinstance(out, dict):
+            return out
+        if out.shape[1] == 139:
+            return {"landmarks": out[:, :136], "pose": out[:, 136:]}
+        if out.shape[1] == 1:
+            return {"blink": out[:, 0]}
+        return {"embedding": out}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, s = self.cfg, self.cfg.input_size
+        out = self.outputs(batch["image"])
+        losses: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=batch["image"].device)
+        if "fr" in cfg.tasks:
+            pose = batch["pose"] if cfg.m2 else None
+            losses["fr"] = self.margin(out["embedding"], batch["face_id"], pose)
+            total = total + losses["fr"]
+        if "fld" in cfg.tasks:
+            pred = out["landmarks"].float().view(-1, 68, 2) * s  # in input pixels, as Wing's w = 10 expects
+            mode = "dynamic" if cfg.lambda_p == "dynamic" else float(cfg.lambda_p)
+            parts = fld_loss(pred, batch["landmarks"].float() * s, batch["pose"].float(), self.mean_face, mode)
+            losses |= parts
+            total = total + cfg.lambda1 * parts["fld"]
+        if "hpe" in cfg.tasks:
+            losses["hpe"] = hpe_loss(out["pose"].float(), batch["pose"].float())
+            total = total + cfg.lambda2 * losses["hpe"]
+        if "blink" in cfg.tasks:
+            losses["blink"] = F.binary_cross_entropy_with_logits(out["blink"].float(), batch["eye_closed"].float())
+            total = total + losses["blink"]
+        losses["loss"] = total
+        return losses
