@@ -27,7 +27,7 @@ class TrainConfig(BaseModel):
     m2: float = 0.7  # 0: CosFace
     lambda1: float = 100.0  # L_FLD weight
     lambda2: float = 10.0  # L_HPE weight
-    lambda_p: Literal["dynamic", "0", "1"] = "dynamic"
+    lambda_p: Literal["dynamic", 0, 1] = "dynamic"  # λ_P of Eq. 3: computed per batch (Eq. 9), or fixed
     partial_fc: float = Field(1.0, gt=0, le=1)  # sampled fraction of class centres
     # optimisation
     batch_size: int = Field(128, ge=1)
