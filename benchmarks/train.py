@@ -1,0 +1,82 @@
+"""Training speed: IResNet50-Multi forward + backward at 112x112 with the paper's losses.
+
+    python benchmarks/train.py [--batch 128] [--steps 3] [--amp none|bf16|fp16] [--compile]
+
+Reports images/s (baseline: the paper's ~770 images/s on one RTX A6000 in FP16; target on one
+H100: ≥ 3,000) and whether the reader (benchmarks/loader.py: images/s per core) can feed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from trainer.config import load_config
+from trainer.loop import autocast
+from trainer.model import TaskModel
+
+PAPER_A6000 = 770.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--amp", default="none")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--classes", type=int, default=93_094)  # the paper's PLTD identities
+    ap.add_argument("--out", default="benchmarks/out/train.json")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.backends.mkldnn.enabled = False  # as the trainer does on CPUs (see trainer/loop.py)
+    cfg = load_config("mtl", [f"amp={args.amp}", f"batch_size={args.batch}"])
+    model = TaskModel(cfg, args.classes).to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if args.compile else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    b = args.batch
+    batch = {
+        "image": torch.randn(b, 3, 112, 112, device=device),
+        "landmarks": torch.rand(b, 68, 2, device=device),
+        "pose": torch.rand(b, 3, device=device) * 60 - 30,
+        "face_id": torch.randint(0, args.classes, (b,), device=device),
+    }
+    if cl:
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with autocast(cfg, device):
+            loss = step_model(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up (and compilation)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    ips = args.steps * b / (time.perf_counter() - t0)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    res = {"device": name, "batch": b, "amp": args.amp if device.type == "cuda" else "none (CPU: fp32)",
+           "compile": args.compile, "images_per_s": ips, "vs_paper_a6000": ips / PAPER_A6000}  # fmt: skip
+    print(
+        f"IResNet50-Multi fwd+bwd, 112x112, batch {b}, {name}, amp {res['amp']}, compile {args.compile}: "
+        f"{ips:.1f} images/s ({ips / PAPER_A6000:.3f}x the paper's 770/s on an A6000)"
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
