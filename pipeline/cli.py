@@ -275,6 +275,92 @@ def train(
     console.print(f"{out}/model.pt (pltd checkpoint) and {out}/model.torchscript.pt; logs in {out}/log_rank0.csv")
 
 
+eval_app = typer.Typer(help="The paper's evaluation protocols (reports: JSON, Markdown, PNG).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+def _report(kind: str, model: str, data: str, out: Path, compute) -> None:
+    from trainer.evaluation.report import write_report
+
+    try:
+        result = compute()
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    md = write_report(out, kind, model, data, result)
+    console.print(md.read_text(), highlight=False)
+
+
+@eval_app.command("verification")
+def eval_verification(
+    model: Annotated[Path, typer.Option(help="pltd checkpoint (model.pt) or TorchScript file.")],
+    pairs: Annotated[list[Path], typer.Option(help="insightface .bin pair files (repeatable).")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+) -> None:
+    """10-fold verification accuracy (LFW, CFP-FP, AgeDB-30), insightface's protocol."""
+    from trainer.evaluation.model import EvalModel
+    from trainer.evaluation.protocols import verification
+
+    _report("verification", str(model), ", ".join(map(str, pairs)), out,
+            lambda: verification(EvalModel(model), [str(p) for p in pairs]))  # fmt: skip
+
+
+@eval_app.command("ijbc")
+def eval_ijbc(
+    model: Annotated[Path, typer.Option(help="pltd checkpoint or TorchScript file.")],
+    root: Annotated[Path, typer.Option(help="IJB-C folder with meta/ and loose_crop/.")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+) -> None:
+    """IJB-C 1:1 TAR@FAR with media-averaged templates, and soft/medium/hard probes by predicted yaw."""
+    from trainer.evaluation.model import EvalModel
+    from trainer.evaluation.protocols import ijbc
+
+    _report("ijbc", str(model), str(root), out, lambda: ijbc(EvalModel(model), root))
+
+
+@eval_app.command("aflw2000")
+def eval_aflw2000(
+    model: Annotated[Path, typer.Option(help="pltd checkpoint or TorchScript file.")],
+    root: Annotated[Path, typer.Option(help="AFLW2000-3D folder (image*.jpg + .mat).")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+) -> None:
+    """Pose MAE (|angles| ≤ 99°) and NME by yaw bin, with the cumulative error curve."""
+    from trainer.evaluation.model import EvalModel
+    from trainer.evaluation.protocols import aflw2000
+
+    _report("aflw2000", str(model), str(root), out, lambda: aflw2000(EvalModel(model), root))
+
+
+@eval_app.command("biwi")
+def eval_biwi(
+    model: Annotated[Path, typer.Option(help="pltd checkpoint or TorchScript file.")],
+    npz: Annotated[Path, typer.Option(help="BIWI as FSA-Net's BIWI_noTrack.npz (image, pose).")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+) -> None:
+    """Pose MAE on BIWI."""
+    from trainer.evaluation.model import EvalModel
+    from trainer.evaluation.protocols import biwi
+
+    _report("biwi", str(model), str(npz), out, lambda: biwi(EvalModel(model), npz))
+
+
+@eval_app.command("labels")
+def eval_labels(
+    run: Annotated[str, typer.Argument(help="Run directory whose sources include ground truth.")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+) -> None:
+    """The PLTD's pseudo-labels against ground truth: NME by yaw bin and pose MAE, per method."""
+    from pipeline.show import _tables
+    from trainer.evaluation.labels import label_metrics
+
+    def compute():
+        t = _tables(run, "landmarks")
+        if t is None:
+            raise FileNotFoundError(f"{run}: no landmarks output")
+        return label_metrics(t)
+
+    _report("labels", "pseudo-labels", run, out, compute)
+
+
 def _ingest_rows(run: str, limit: int, exclude_formats: tuple[str, ...] = ()) -> list[dict]:
     from pipeline.show import _tables
 

@@ -1,0 +1,52 @@
+"""Any model that maps a 112x112 face to an embedding, landmarks and pose: a pltd checkpoint
+(`model.pt` of `pltd train`) or a TorchScript file. Landmarks come back as fractions of the input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class EvalModel:
+    def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 128):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} not found")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if path.name.endswith(".torchscript.pt"):
+            self.net, self.size = torch.jit.load(str(path), map_location=self.device), 112
+        else:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            from trainer.checkpoints import load_model
+
+            self.net, _ = load_model(path, ck.get("task"), "model")
+            self.size = int(ck["input_size"])
+            self.net.to(self.device)
+        self.net.eval()
+        self.batch_size = batch_size
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """N x S x S x 3 uint8 RGB → dict of numpy outputs (embedding, landmarks (N,68,2 fractions), pose)."""
+        outs: dict[str, list] = {}
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                out = self.net(x)
+                if not isinstance(out, dict):
+                    out = (
+                        {"landmarks": out[:, :136], "pose": out[:, 136:]} if out.shape[1] == 139 else {"embedding": out}
+                    )
+                for k, v in out.items():
+                    outs.setdefault(k, []).append(v.float().cpu().numpy())
+        res = {k: np.concatenate(v) for k, v in outs.items()}
+        if "landmarks" in res:
+            res["landmarks"] = res["landmarks"].reshape(-1, 68, 2)
+        return res
+
+    def embed_with_flip(self, images: np.ndarray) -> np.ndarray:
+        """Embedding of each image plus that of its mirror, normalised (insightface's protocol)."""
+        e = self(images)["embedding"] + self(images[:, :, ::-1])["embedding"]
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
