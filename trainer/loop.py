@@ -172,6 +172,8 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
             step, done_in_epoch, seen = step + 1, b + 1, seen + len(batch["image"])
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 _log(log_path, writer, step, epoch, scheduler.get_last_lr()[0], last, seen / (time.perf_counter() - t0))
+            if rank == 0 and cfg.verification and step % cfg.verify_every == 0:
+                _verify(model, cfg, device, out_dir, step)
             if rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
                 save_training_checkpoint(
                     ckpt_path, model, optimizer, scheduler, scaler, step, epoch, done_in_epoch, cfg
@@ -213,6 +215,25 @@ def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
         traced = torch.jit.trace(net.float().to("cpu"), torch.zeros(1, 3, cfg.input_size, cfg.input_size), strict=False)
     traced.save(str(path.with_suffix(".torchscript.pt")))
     net.train(was)
+
+
+def _verify(model: TaskModel, cfg: TrainConfig, device, out_dir: Path, step: int) -> None:
+    """10-fold accuracy on the configured .bin pair files, as the paper monitors LFW/CFP-FP/AgeDB."""
+    from trainer.evaluation.model import EvalModel
+    from trainer.evaluation.protocols import verification
+
+    was = model.net.training
+    model.net.eval()
+    res = verification(EvalModel.live(model.net, cfg.input_size, str(device)), cfg.verification)
+    model.net.train(was)
+    path = out_dir / "verification.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["step", "set", "accuracy", "std", "threshold"])
+        for name, r in res.items():
+            w.writerow([step, name, r["accuracy"], r["std"], r["threshold"]])
 
 
 def _tensorboard(out_dir: Path):

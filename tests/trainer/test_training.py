@@ -83,6 +83,36 @@ def test_tiny_model_fits_a_tiny_pltd(pltd, tmp_path):
     assert torch.jit.load(str(out / "model.torchscript.pt")) is not None
 
 
+def test_periodic_verification_is_logged(pltd, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from stages.identities.calibrate import save_bin
+
+    def jpeg(i):
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (112, 112, 3), dtype=np.uint8)).save(
+            buf, format="JPEG"
+        )
+        return buf.getvalue()
+
+    save_bin(tmp_path / "lfw.bin", [jpeg(i) for i in range(20)], [bool(i % 2) for i in range(10)])
+    out = tmp_path / "run"
+    train(
+        load_config("mtl", [*TINY, f"verification=[{tmp_path / 'lfw.bin'}]", "verify_every=2"]),
+        str(pltd),
+        str(out),
+        max_steps=4,
+    )
+    rows = (out / "verification.csv").read_text().splitlines()
+    assert rows[0] == "step,set,accuracy,std,threshold" and [r.split(",")[:2] for r in rows[1:]] == [
+        ["2", "lfw"],
+        ["4", "lfw"],
+    ]
+
+
 def test_resume_continues_exactly(pltd, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train(load_config("mtl", TINY), str(pltd), str(full), max_steps=8)

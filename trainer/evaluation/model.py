@@ -10,6 +10,13 @@ import torch
 
 
 class EvalModel:
+    @classmethod
+    def live(cls, net: torch.nn.Module, size: int, device: str) -> EvalModel:
+        """Wrap a network being trained (the trainer's periodic verification)."""
+        m = cls.__new__(cls)
+        m.net, m.size, m.device, m.batch_size = net, size, device, 128
+        return m
+
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 128):
         path = Path(path)
         if not path.is_file():
