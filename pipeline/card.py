@@ -140,12 +140,3 @@ def write_card(run: str, summary: dict, reconciliation: dict, identities: dict |
         "pandas, polars, DuckDB, or `trainer.data.PLTDDataset` for training.",
     ]
     fs.pipe_file(f"{root}/README.md", "\n".join(lines).encode())
-
-
-def count_rows(run: str) -> int:
-    fs, root = storage.fs_path(storage.join(run, "pltd"))
-    n = 0
-    for p in fs.glob(root + "/part-*.parquet"):
-        with fs.open(p, "rb") as f:
-            n += pq.ParquetFile(f).metadata.num_rows
-    return n

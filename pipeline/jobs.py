@@ -47,35 +47,26 @@ def stage_jobs(stage: str, run: str, manifest: Manifest, sources: list[Source], 
     """(task, compute, args) for every partition of `stage`; partition ids follow the plan."""
     if stage == "ingest":
         settings = IngestSettings(**manifest.ingest.model_dump(exclude={"rows_per_partition"}))
-        return [
-            (PartitionTask(run, "ingest", s.name, part), ingest_compute, (run, s, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    if stage == "landmarks":
+        compute, head = ingest_compute, lambda s: (run, s)  # ingest needs the whole Source
+    elif stage == "landmarks":
         settings = LandmarkSettings(**manifest.landmarks.model_dump())
-        return [
-            (PartitionTask(run, "landmarks", s.name, part), landmarks_compute, (run, s.name, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    if stage == "embeddings":
+        compute, head = landmarks_compute, lambda s: (run, s.name)
+    elif stage == "embeddings":
         ident = manifest.identities
         settings = EmbedSettings(tuple(ident.networks), tuple(ident.checkpoints))
-        return [
-            (PartitionTask(run, "embeddings", s.name, part), embeddings_compute, (run, s.name, part, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    if stage == "assemble":
+        compute, head = embeddings_compute, lambda s: (run, s.name)
+    elif stage == "assemble":
         out = manifest.output
         settings = AssembleSettings(out.region_long_side, out.region_scale, out.jpeg_quality)
-        return [
-            (PartitionTask(run, "assemble", s.name, part), assemble_compute, (run, s.name, part, *extra, settings))
-            for s in sources
-            for part in range(plans[s.name]["partitions"])
-        ]
-    raise ValueError(f"stage {stage!r} has no jobs")
+        compute, head = assemble_compute, lambda s: (run, s.name)
+    else:
+        raise ValueError(f"stage {stage!r} has no jobs")
+    tail = (*extra, settings)
+    return [
+        (PartitionTask(run, stage, s.name, part), compute, (*head(s), part, *tail))
+        for s in sources
+        for part in range(plans[s.name]["partitions"])
+    ]
 
 
 def uses_gpu(stage: str, manifest: Manifest) -> bool:
