@@ -126,14 +126,29 @@ class PLTDDataset(IterableDataset):
     def __len__(self) -> int:
         return sum(u[2] for u in self.units)
 
-    def my_units(self) -> list[tuple[int, int, int]]:
-        rank, world = dist_info(self.rank, self.world_size)
-        info = get_worker_info()
-        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+    def units_of(self, rank: int, world: int, workers: int, wid: int) -> list[tuple[int, int, int]]:
+        """The units reader (rank, DataLoader worker) gets this epoch."""
         units = list(self.units)
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(units)
         return units[rank * workers + wid :: world * workers]
+
+    def my_units(self) -> list[tuple[int, int, int]]:
+        rank, world = dist_info(self.rank, self.world_size)
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        return self.units_of(rank, world, workers, wid)
+
+    def steps_every_rank_can_take(self, batch_size: int, num_workers: int) -> int:
+        """Full batches per epoch that every rank has (each DataLoader worker batches its own rows),
+        so that DDP ranks stop together instead of one waiting forever for the others."""
+        _, world = dist_info(self.rank, self.world_size)
+        workers = max(num_workers, 1)
+        per_rank = [
+            sum(sum(u[2] for u in self.units_of(r, world, workers, w)) // batch_size for w in range(workers))
+            for r in range(world)
+        ]
+        return min(per_rank)
 
     def rows(self) -> Iterator[dict]:
         """Rows of this reader's units; vectors come out of Arrow as numpy arrays, not Python lists."""

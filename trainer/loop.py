@@ -160,15 +160,16 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     total = max_steps if max_steps is not None else cfg.epochs * steps_per_epoch
     while step < total and epoch < cfg.epochs:
         ds.set_epoch(epoch)
+        epoch_steps = ds.steps_every_rank_can_take(cfg.batch_size, cfg.num_workers) if world > 1 else None
         loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=True,
                             persistent_workers=False)  # fmt: skip
         for b, batch in enumerate(loader):
+            if epoch_steps is not None and b >= epoch_steps:
+                break  # the other ranks have no more batches this epoch
             if b < done_in_epoch:
                 continue  # resuming: these batches were trained on before the checkpoint
             wrapped.train()
-            last = train_step(
-                wrapped, to_device(batch, device, cfg.channels_last), optimizer, scheduler, scaler, cfg, device
-            )
+            last = train_step(wrapped, to_device(batch, device, cl), optimizer, scheduler, scaler, cfg, device)
             step, done_in_epoch, seen = step + 1, b + 1, seen + len(batch["image"])
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 _log(log_path, writer, step, epoch, scheduler.get_last_lr()[0], last, seen / (time.perf_counter() - t0))
@@ -180,10 +181,9 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                 )
             if step >= total:
                 break
-        else:
-            epoch, done_in_epoch = epoch + 1, 0
-            continue
-        break
+        if step >= total:
+            break
+        epoch, done_in_epoch = epoch + 1, 0
     if rank == 0:
         save_training_checkpoint(ckpt_path, model, optimizer, scheduler, scaler, step, epoch, done_in_epoch, cfg)
         export_inference(model, cfg, out_dir / "model.pt")

@@ -88,3 +88,14 @@ def test_sample_tensors(tmp_path):
     assert s["image"].min() >= -1.0 and s["image"].max() <= 1.0
     assert s["landmarks"].shape == (68, 2) and s["pose"].shape == (3,) and s["face_id"].dtype == torch.int64
     assert len(ds) == 10
+
+
+def test_steps_every_rank_can_take_bounds_each_rank(tmp_path):
+    shards = synthetic_shards(tmp_path, n_shards=3, rows=50, group=7)  # uneven row groups
+    for world, workers, batch in ((2, 2, 4), (3, 1, 8)):
+        counts = []
+        for rank in range(world):
+            ds = PLTDDataset(shards, Augment(input_size=16), seed=1, rank=rank, world_size=world)
+            n = sum(1 for _ in DataLoader(ds, batch_size=batch, num_workers=workers, drop_last=True))
+            counts.append(n)
+        assert ds.steps_every_rank_can_take(batch, workers) == min(counts) and min(counts) > 0
