@@ -70,6 +70,13 @@ def check_models(manifest: Manifest) -> None:
         "landmarks.index_map": (False, lm.index_map),
         "landmarks.mean_face": (False, lm.mean_face),
     }
+    ident = manifest.identities
+    if ident is not None:
+        for k, (net, ckpt) in enumerate(zip(ident.networks, ident.checkpoints, strict=True)):
+            files[f"identities.checkpoints.{k}"] = (net != "dlib", ckpt)
+        files["identities.calibration_pairs"] = (ident.thresholds is None, ident.calibration_pairs)
+        if ident.calibration_pairs and not ident.calibration_pairs.endswith(".bin"):
+            files["identities.calibration_images"] = (True, ident.calibration_images)
     for field, (required, path) in files.items():
         if path is None and required:
             raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")

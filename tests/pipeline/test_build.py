@@ -310,3 +310,11 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
     assert sum(1 for _ in ds) == 201
     card = (run / "pltd" / "README.md").read_text()
     assert "201 images, 40 identities" in card and (run / "pltd" / "pose_hist.png").exists()
+
+
+def test_missing_face_recognition_files_fail_at_start(tmp_path):
+    m = folder_manifest(tmp_path, 3, 5)
+    m.write_text(m.read_text() + f"identities: {{networks: [dlib, checkpoint], checkpoints: [null, {tmp_path}/net_ms.pt], "
+                 f"calibration_pairs: {tmp_path}/lfw.bin}}\n")  # fmt: skip
+    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and f"identities.checkpoints.1: model file {tmp_path}/net_ms.pt not found" in res.output
