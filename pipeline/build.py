@@ -113,6 +113,8 @@ def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[st
         storage.remove(storage.join(run, "rejected", stage))
         if stage == "ingest":
             storage.remove(storage.join(run, "plan"))
+        if stage == "assemble":
+            storage.remove(storage.join(run, "pltd"))  # the shards are cut from assemble's files
         if first_forced < len(STAGES):
             console.print(f"--force: cleared stage [bold]{stage}[/]")
     doc = {

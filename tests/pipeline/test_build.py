@@ -87,6 +87,11 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     shown = CliRunner().invoke(app, ["inspect", str(run)])
     assert shown.exit_code == 0 and "vggface2" in shown.output and "landmarks" in shown.output
     assert "46 identities in → 40 after merging" in shown.output and "PLTD: 201 rows, 40 identities" in shown.output
+    # forcing assemble rewrites the shards too (they are cut from its files)
+    before = (run / "pltd" / "dataset.json").stat().st_mtime
+    forced = pltd("build", "--out", str(run), "--force", "assemble", env=env, timeout=300)
+    assert forced.returncode == 0 and "cleared stage assemble" in forced.stdout
+    assert (run / "pltd" / "dataset.json").stat().st_mtime > before and "pltd: 201 rows" in forced.stdout
 
 
 @pytest.mark.slow
