@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from trainer.evaluation.metrics import tar_at_far, ten_fold_accuracy
-from trainer.evaluation.protocols import pair_scores
+from pltd.trainer.evaluation.metrics import tar_at_far, ten_fold_accuracy
+from pltd.trainer.evaluation.protocols import pair_scores
 
 
 def main() -> None:

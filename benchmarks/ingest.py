@@ -20,17 +20,16 @@ from pathlib import Path
 import dask
 import numpy as np
 from PIL import Image
+from pltd.pipeline.cluster import WORKER_CONFIG
+from pltd.pipeline.jobs import ingest_compute
+from pltd.pipeline.plan import make_plan
+from pltd.pipeline.runner import PartitionTask, execute, run_stage
+from pltd.stages.ingest import IngestSettings
+from pltd.stages.readers.base import Source
+from pltd.stages.readers.folders import ImageFolderOptions
+from pltd.stages.readers.insightface_rec import RecOptions
+from pltd.stages.recordio import RecordWriter, pack
 from rich.console import Console
-
-from pipeline.cluster import WORKER_CONFIG
-from pipeline.jobs import ingest_compute
-from pipeline.plan import make_plan
-from pipeline.runner import PartitionTask, execute, run_stage
-from stages.ingest import IngestSettings
-from stages.readers.base import Source
-from stages.readers.folders import ImageFolderOptions
-from stages.readers.insightface_rec import RecOptions
-from stages.recordio import RecordWriter, pack
 
 
 def faces(n_distinct: int = 64) -> list[bytes]:
@@ -121,7 +120,7 @@ def main() -> None:
             ):
                 # warm workers (imports, first-use initialisation) as the loop's process is warm: a real
                 # build pays this once per worker, not per partition
-                client.run(importlib.import_module, "pipeline.build")
+                client.run(importlib.import_module, "pltd.pipeline.build")
                 run_stage(client, "ingest", jobs(str(tmp / f"warm{workers}"))[:workers], {}, Console(quiet=True))
                 _, t = timed(
                     lambda client=client, workers=workers: run_stage(

@@ -19,19 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
-from pipeline.plan import make_plan
-from pipeline.sample import default_sample_dir, make_sample
-from stages.fetch import Fetcher
-from stages.images import decode_rgb
-from stages.ingest import IngestSettings, ingest_partition
-from stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
-from stages.landmarks.fitting import selective_fit
-from stages.landmarks.stage import LandmarkSettings, label_partition, models_for
-from stages.landmarks.views import make_views, seed_of
-from stages.readers.base import Source
-from stages.readers.folders import VGGFace2Options
-from stages.readers.insightface_rec import RecOptions
+from pltd.pipeline.plan import make_plan
+from pltd.pipeline.sample import default_sample_dir, make_sample
+from pltd.stages.fetch import Fetcher
+from pltd.stages.images import decode_rgb
+from pltd.stages.ingest import IngestSettings, ingest_partition
+from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
+from pltd.stages.landmarks.fitting import selective_fit
+from pltd.stages.landmarks.stage import LandmarkSettings, label_partition, models_for
+from pltd.stages.landmarks.views import make_views, seed_of
+from pltd.stages.readers.base import Source
+from pltd.stages.readers.folders import VGGFace2Options
+from pltd.stages.readers.insightface_rec import RecOptions
 
 
 def sample_rows(n: int) -> pa.Table:
@@ -44,7 +43,7 @@ def sample_rows(n: int) -> pa.Table:
         Source("ms1mv3", "insightface_rec", str(root / "ms1mv3"), RecOptions()),
     ):  # fmt: skip
         make_plan(run, src, 10_000)
-        from pipeline.plan import read_partition
+        from pltd.pipeline.plan import read_partition
 
         tables.append(ingest_partition(src, read_partition(run, src.name, 0), IngestSettings())[0])
     rows = pa.concat_tables(tables)
@@ -100,10 +99,10 @@ def components(rows: pa.Table, s: LandmarkSettings) -> dict:
 
 def batched_teacher(views_total: int = 64) -> dict:
     import torch
+    from pltd.stages.landmarks.sources import create_source
 
-    from stages.landmarks.sources import create_source
-    from trainer.checkpoints import save_checkpoint
-    from trainer.networks import create
+    from pltd.checkpoints import save_checkpoint
+    from pltd.networks import create
 
     torch.set_num_threads(1)
     path = Path(tempfile.mkdtemp()) / "r50.pt"

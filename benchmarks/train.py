@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from trainer.config import load_config
-from trainer.loop import autocast
-from trainer.model import TaskModel
+from pltd.trainer.config import load_config
+from pltd.trainer.loop import autocast
+from pltd.trainer.model import TaskModel
 
 PAPER_A6000 = 770.0
 

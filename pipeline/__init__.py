@@ -2,5 +2,3 @@
 
 Only this package knows about Dask; stages (``stages/``) are plain functions over one partition.
 """
-
-__version__ = "0.1.0"

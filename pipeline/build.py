@@ -13,16 +13,17 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from pltd.pipeline import storage
+from pltd.pipeline.config import Manifest
+from pltd.pipeline.jobs import stage_jobs, uses_gpu
+from pltd.pipeline.plan import make_plan
+from pltd.pipeline.publish import identity_map, publish, shard_rows
+from pltd.pipeline.reconcile import print_reconciliation, reconcile
+from pltd.pipeline.runner import run_stage
+from pltd.stages.readers.base import Source, get_reader
 from rich.console import Console
 
-from pipeline import __version__, storage
-from pipeline.config import Manifest
-from pipeline.jobs import stage_jobs, uses_gpu
-from pipeline.plan import make_plan
-from pipeline.publish import identity_map, publish, shard_rows
-from pipeline.reconcile import print_reconciliation, reconcile
-from pipeline.runner import run_stage
-from stages.readers.base import Source, get_reader
+from pltd import __version__
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def prepare_run(run: str, manifest: Manifest, manifest_path: str, force: list[st
 
 def _audit(run: str, sources: list[Source], console: Console) -> None:
     """Pseudo-labels against ground truth for sources that have it; saved and printed."""
-    from stages.landmarks.audit import audit, format_audit
+    from pltd.stages.landmarks.audit import audit, format_audit
 
     with_gt = [s.name for s in sources if s.format in ("300w_lp", "aflw2000")]
     if not with_gt:
@@ -168,7 +169,7 @@ def build(
     until: str | None = None,
 ) -> dict:
     """Run every implemented stage; returns the reconciliation report (also in RUN/)."""
-    from pipeline.cluster import connect
+    from pltd.pipeline.cluster import connect
 
     t0 = time.perf_counter()
     check_sources(manifest)
@@ -193,7 +194,7 @@ def build(
         )
         for stage in ran:
             if stage == "identities":
-                from pipeline.identities import run_identities
+                from pltd.pipeline.identities import run_identities
 
                 identity_report = run_identities(client, run, manifest.identities, sources, plans, console)
                 continue

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pltd.pipeline.config import ManifestError
 from rich.console import Console
-
-from pipeline.config import ManifestError
 
 app = typer.Typer(
     add_completion=False,
@@ -57,12 +56,12 @@ def build(
     until: Annotated[str | None, typer.Option(help="Stop after this stage (e.g. ingest).")] = None,
 ) -> None:
     """Run the pipeline's stages over a manifest's sources into RUN."""
-    from pipeline.build import BuildError, StartupError
-    from pipeline.build import build as run_build
-    from pipeline.cluster import ClusterError, load_profile
-    from pipeline.config import default_manifest, load_manifest
-    from pipeline.sample import default_sample_dir, make_sample
-    from stages.readers.base import SourceError
+    from pltd.pipeline.build import BuildError, StartupError
+    from pltd.pipeline.build import build as run_build
+    from pltd.pipeline.cluster import ClusterError, load_profile
+    from pltd.pipeline.config import default_manifest, load_manifest
+    from pltd.pipeline.sample import default_sample_dir, make_sample
+    from pltd.stages.readers.base import SourceError
 
     os.environ.setdefault("PLTD_SAMPLE_DIR", str(default_sample_dir()))
     path = manifest or default_manifest()
@@ -90,8 +89,8 @@ def build(
 @app.command()
 def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `pltd build`.")]) -> None:
     """Print a run's counts, stage statistics and reconciliation."""
-    from pipeline import storage
-    from pipeline.reconcile import print_reconciliation
+    from pltd.pipeline import storage
+    from pltd.pipeline.reconcile import print_reconciliation
 
     build_url = storage.join(run, "build.json")
     if not storage.exists(build_url):
@@ -115,7 +114,7 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
         )
     print_reconciliation(storage.read_json(storage.join(run, "reconciliation.json")), console)
     if info.get("pltd"):
-        from pipeline.card import summary_lines
+        from pltd.pipeline.card import summary_lines
 
         d = info["pltd"]
         console.print(
@@ -137,7 +136,7 @@ def show(
     limit: Annotated[int, typer.Option(help="Faces per sheet.")] = 48,
 ) -> None:
     """Draw labelled faces (landmarks, pose axes: x red, y green, z blue) and rejected images with reasons."""
-    from pipeline.show import show as draw
+    from pltd.pipeline.show import show as draw
 
     try:
         a, b, n_ok, n_bad = draw(run, out, limit)
@@ -160,9 +159,9 @@ def index_match(
     """Learn the MediaPipe 468 → 68 index map from teacher outputs (IndexMatching of Algorithm 1)."""
     import datetime as dt
 
-    from stages.landmarks.index_match import index_map_from
-    from stages.landmarks.mesh_map import save_index_map
-    from stages.landmarks.sources import create_source
+    from pltd.stages.landmarks.index_match import index_map_from
+    from pltd.stages.landmarks.mesh_map import save_index_map
+    from pltd.stages.landmarks.sources import create_source
 
     rows = _ingest_rows(run, max_images, exclude_formats=())
     t = create_source(teacher, mean_face=None, checkpoint=teacher_checkpoint)
@@ -191,8 +190,7 @@ def mean_face(
     import datetime as dt
 
     import numpy as np
-
-    from stages.landmarks.mean_face import load_mean_face, save_mean_face, with_frontal_2d
+    from pltd.stages.landmarks.mean_face import load_mean_face, save_mean_face, with_frontal_2d
 
     rows = [r for r in _ingest_rows(run, 10**9) if r.get("landmarks_gt") and r.get("pose_gt")]
     frontal = [r["landmarks_gt"] for r in rows if max(abs(a) for a in r["pose_gt"]) <= max_angle]
@@ -220,7 +218,7 @@ def calibrate(
     """The cosine threshold that maximises verification accuracy on a pair file (Algorithm 2, step 3)."""
     import json
 
-    from stages.identities.calibrate import (
+    from pltd.stages.identities.calibrate import (
         UnsafePickle,
         best_threshold,
         load_bin,
@@ -228,7 +226,7 @@ def calibrate(
         pair_similarities,
         whole_image_landmarker,
     )
-    from stages.identities.networks import create_network
+    from pltd.stages.identities.networks import create_network
 
     try:
         if pairs.suffix == ".bin":
@@ -258,8 +256,8 @@ def train(
     set_: Annotated[list[str], typer.Option("--set", help="Override a preset field: KEY=VALUE (repeatable).")] = [],  # noqa: B006
 ) -> None:
     """Train a network of the paper on a PLTD (single process, or under torchrun for DDP)."""
-    from trainer.config import load_config
-    from trainer.loop import train as run
+    from pltd.trainer.config import load_config
+    from pltd.trainer.loop import train as run
 
     try:
         cfg = load_config(preset, set_)
@@ -280,7 +278,7 @@ app.add_typer(eval_app, name="eval")
 
 
 def _report(kind: str, model: str, data: str, out: Path, compute) -> None:
-    from trainer.evaluation.report import write_report
+    from pltd.trainer.evaluation.report import write_report
 
     try:
         result = compute()
@@ -297,8 +295,8 @@ def eval_verification(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """10-fold verification accuracy (LFW, CFP-FP, AgeDB-30), insightface's protocol."""
-    from trainer.evaluation.model import EvalModel
-    from trainer.evaluation.protocols import verification
+    from pltd.trainer.evaluation.model import EvalModel
+    from pltd.trainer.evaluation.protocols import verification
 
     _report("verification", str(model), ", ".join(map(str, pairs)), out,
             lambda: verification(EvalModel(model), [str(p) for p in pairs]))  # fmt: skip
@@ -311,8 +309,8 @@ def eval_ijbc(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """IJB-C 1:1 TAR@FAR with media-averaged templates, and soft/medium/hard probes by predicted yaw."""
-    from trainer.evaluation.model import EvalModel
-    from trainer.evaluation.protocols import ijbc
+    from pltd.trainer.evaluation.model import EvalModel
+    from pltd.trainer.evaluation.protocols import ijbc
 
     _report("ijbc", str(model), str(root), out, lambda: ijbc(EvalModel(model), root))
 
@@ -324,8 +322,8 @@ def eval_aflw2000(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """Pose MAE (|angles| ≤ 99°) and NME by yaw bin, with the cumulative error curve."""
-    from trainer.evaluation.model import EvalModel
-    from trainer.evaluation.protocols import aflw2000
+    from pltd.trainer.evaluation.model import EvalModel
+    from pltd.trainer.evaluation.protocols import aflw2000
 
     _report("aflw2000", str(model), str(root), out, lambda: aflw2000(EvalModel(model), root))
 
@@ -337,8 +335,8 @@ def eval_biwi(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """Pose MAE on BIWI."""
-    from trainer.evaluation.model import EvalModel
-    from trainer.evaluation.protocols import biwi
+    from pltd.trainer.evaluation.model import EvalModel
+    from pltd.trainer.evaluation.protocols import biwi
 
     _report("biwi", str(model), str(npz), out, lambda: biwi(EvalModel(model), npz))
 
@@ -349,8 +347,8 @@ def eval_labels(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """The PLTD's pseudo-labels against ground truth: NME by yaw bin and pose MAE, per method."""
-    from pipeline.show import _tables
-    from trainer.evaluation.labels import label_metrics
+    from pltd.pipeline.show import _tables
+    from pltd.trainer.evaluation.labels import label_metrics
 
     def compute():
         t = _tables(run, "landmarks")
@@ -362,7 +360,7 @@ def eval_labels(
 
 
 def _ingest_rows(run: str, limit: int, exclude_formats: tuple[str, ...] = ()) -> list[dict]:
-    from pipeline.show import _tables
+    from pltd.pipeline.show import _tables
 
     table = _tables(run, "ingest")
     if table is None:
@@ -375,7 +373,7 @@ def sample(
     out: Annotated[Path | None, typer.Option(help="Where to write it; default $PLTD_SAMPLE_DIR or ~/.cache.")] = None,
 ) -> None:
     """Write the embedded sample datasets (VGGFace2-, MS1MV3- and 300W-LP-style) and print where."""
-    from pipeline.sample import default_sample_dir, make_sample
+    from pltd.pipeline.sample import default_sample_dir, make_sample
 
     target = out or Path(os.environ.get("PLTD_SAMPLE_DIR") or default_sample_dir())
     console.print(str(make_sample(target)))

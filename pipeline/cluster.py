@@ -14,9 +14,8 @@ from typing import Annotated, Any, Literal
 
 import dask
 import yaml
+from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 
 
 class ClusterError(RuntimeError):

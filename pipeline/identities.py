@@ -3,13 +3,12 @@ on one worker. Global, not per partition: its marker is `RUN/identities/_done.js
 
 from __future__ import annotations
 
+from pltd.pipeline import storage
+from pltd.pipeline.config import IdentitiesConfig
+from pltd.pipeline.runner import PartitionTask
+from pltd.stages.identities.centroids import combine, partial_sums
+from pltd.stages.identities.dedup import DedupSettings
 from rich.console import Console
-
-from pipeline import storage
-from pipeline.config import IdentitiesConfig
-from pipeline.runner import PartitionTask
-from stages.identities.centroids import combine, partial_sums
-from stages.identities.dedup import DedupSettings
 
 SEMI_FORMATS = ("300w_lp",)  # every base photo is an identity of its own (SemiIdentify)
 
@@ -20,14 +19,14 @@ def _sums_of(url: str):
 
 def _calibrate(cfg: IdentitiesConfig) -> dict:
     """Each network's cosine threshold maximising verification accuracy on the pair file."""
-    from stages.identities.calibrate import (
+    from pltd.stages.identities.calibrate import (
         best_threshold,
         load_bin,
         load_pairs_txt,
         pair_similarities,
         whole_image_landmarker,
     )
-    from stages.identities.embed import EmbedSettings, networks_for
+    from pltd.stages.identities.embed import EmbedSettings, networks_for
 
     path = cfg.calibration_pairs
     if path.endswith(".bin"):
@@ -45,7 +44,7 @@ def _calibrate(cfg: IdentitiesConfig) -> dict:
 
 
 def _assign_and_write(sums, run: str, semi: set[str], s: DedupSettings, names: tuple[str, str]) -> dict:
-    from stages.identities.merge import assign_identities, histogram_png
+    from pltd.stages.identities.merge import assign_identities, histogram_png
 
     ident = assign_identities(sums, semi, s)
     base = storage.join(run, "identities")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pipeline import storage
-from pipeline.config import Manifest
-from pipeline.plan import read_partition
-from pipeline.runner import PartitionTask
-from stages.assemble import AssembleSettings, assemble_partition
-from stages.identities.embed import EmbedSettings, embed_partition
-from stages.ingest import IngestSettings, ingest_partition
-from stages.landmarks.stage import LandmarkSettings, label_partition
-from stages.readers.base import Source
+from pltd.pipeline import storage
+from pltd.pipeline.config import Manifest
+from pltd.pipeline.plan import read_partition
+from pltd.pipeline.runner import PartitionTask
+from pltd.stages.assemble import AssembleSettings, assemble_partition
+from pltd.stages.identities.embed import EmbedSettings, embed_partition
+from pltd.stages.ingest import IngestSettings, ingest_partition
+from pltd.stages.landmarks.stage import LandmarkSettings, label_partition
+from pltd.stages.readers.base import Source
 
 
 def ingest_compute(run: str, source: Source, part: int, settings: IngestSettings):

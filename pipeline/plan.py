@@ -12,9 +12,8 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from pipeline import storage
-from stages.readers.base import PLAN, PlanStats, Source, get_reader
+from pltd.pipeline import storage
+from pltd.stages.readers.base import PLAN, PlanStats, Source, get_reader
 
 
 def plan_url(run: str, source: str) -> str:

@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 from PIL import Image, ImageEnhance
-
-from stages.landmarks.ibug import MIRROR68 as _MIRROR68
-from stages.recordio import RecordWriter, pack
+from pltd.stages.landmarks.ibug import MIRROR68 as _MIRROR68
+from pltd.stages.recordio import RecordWriter, pack
 
 SAMPLE_VERSION = "4"
 N_PER_ID = 4
@@ -89,9 +88,9 @@ class Faces:
         """Reference 68 points of a base photo: the mean of dlib's predictor and MediaPipe's mesh
         (through the shipped index map) on the full-resolution photo, so that the sample's 300W-LP
         labels favour neither of the two sources Algorithm 1 combines."""
-        from stages.landmarks.mesh_map import load_index_map
-        from stages.landmarks.sources import create_source
-        from stages.landmarks.views import make_views
+        from pltd.stages.landmarks.mesh_map import load_index_map
+        from pltd.stages.landmarks.sources import create_source
+        from pltd.stages.landmarks.views import make_views
 
         rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
         view = make_views(rgb, box, 1, 256, seed=0)[0]
@@ -199,7 +198,7 @@ def _write_calibration(faces: Faces, root: Path, rng: np.random.Generator) -> No
     """Verification pairs from LFW-subset faces the sample's datasets do not use (50–99), in
     insightface's .bin format: 50 same-face pairs (two re-crops) and 50 pairs of neighbouring
     faces. The thresholds of the sample's build are calibrated on these, not on its identities."""
-    from stages.identities.calibrate import save_bin
+    from pltd.stages.identities.calibrate import save_bin
 
     root.mkdir(parents=True, exist_ok=True)
     crops = {}

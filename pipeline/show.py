@@ -6,11 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
-
-from pipeline import storage
-from stages.fetch import Fetcher
-from stages.images import ImageProblem, decode_rgb
-from stages.landmarks.geometry import rotation
+from pltd.pipeline import storage
+from pltd.stages.fetch import Fetcher
+from pltd.stages.images import ImageProblem, decode_rgb
+from pltd.stages.landmarks.geometry import rotation
 
 TILE = 160
 

@@ -15,8 +15,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import __version__
-from pipeline.schemas import SCHEMA_VERSION
+from pltd import __version__
+from pltd.schemas import SCHEMA_VERSION
 
 
 def part_name(part: int) -> str:

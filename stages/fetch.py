@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import fsspec
-
-from stages.recordio import read_record, unpack
+from pltd.stages.recordio import read_record, unpack
 
 
 class Fetcher:

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-
-from stages.problems import RowProblem
+from pltd.stages.problems import RowProblem
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)

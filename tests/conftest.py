@@ -14,7 +14,7 @@ os.environ.setdefault("PLTD_WORKERS", "2")
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
-    from pipeline.sample import make_sample
+    from pltd.pipeline.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("sample"))
 

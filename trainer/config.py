@@ -53,7 +53,7 @@ class TrainConfig(BaseModel):
 
 
 def preset_path(name: str) -> Path:
-    p = Path(str(resources.files("trainer") / "presets" / f"{name}.yaml"))
+    p = Path(str(resources.files("pltd.trainer") / "presets" / f"{name}.yaml"))
     if not p.is_file():
         known = sorted(q.stem for q in p.parent.glob("*.yaml"))
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(known)}")

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pltd.trainer.config import TrainConfig
+from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset
+from pltd.trainer.model import TaskModel
 from torch.utils.data import DataLoader
-
-from trainer.config import TrainConfig
-from trainer.data import Augment, BlinkDataset, PLTDDataset
-from trainer.model import TaskModel
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -202,7 +201,7 @@ def save_training_checkpoint(path, model, optimizer, scheduler, scaler, step, ep
 
 def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
     """The network alone as a pltd checkpoint (what the pipeline's backends load) + TorchScript."""
-    from trainer.checkpoints import save_checkpoint
+    from pltd.checkpoints import save_checkpoint
 
     task = {"fr": "face_recognition", "blink": "blink"}.get(cfg.tasks[0], "landmarks_pose")
     if set(cfg.tasks) >= {"fr", "fld"}:
@@ -219,8 +218,8 @@ def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
 
 def _verify(model: TaskModel, cfg: TrainConfig, device, out_dir: Path, step: int) -> None:
     """10-fold accuracy on the configured .bin pair files, as the paper monitors LFW/CFP-FP/AgeDB."""
-    from trainer.evaluation.model import EvalModel
-    from trainer.evaluation.protocols import verification
+    from pltd.trainer.evaluation.model import EvalModel
+    from pltd.trainer.evaluation.protocols import verification
 
     was = model.net.training
     model.net.eval()

@@ -12,16 +12,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pltd.trainer.config import TrainConfig
+from pltd.trainer.losses.landmark import fld_loss
+from pltd.trainer.losses.margin import LPMC
+from pltd.trainer.losses.pose import hpe_loss
 
-from trainer.config import TrainConfig
-from trainer.losses.landmark import fld_loss
-from trainer.losses.margin import LPMC
-from trainer.losses.pose import hpe_loss
-from trainer.networks import create
+from pltd.networks import create
 
 
 def load_mean_face(path: str | None) -> torch.Tensor:
-    from stages.landmarks.mean_face import load_mean_face as load
+    from pltd.stages.landmarks.mean_face import load_mean_face as load
 
     return torch.from_numpy(np.asarray(load(path), np.float32))
 

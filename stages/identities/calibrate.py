@@ -96,7 +96,7 @@ def best_threshold(sims: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
 
 def pair_similarities(bins: list[bytes], network, landmarker) -> np.ndarray:
     """Cosine of each pair: decode, 68 landmarks (to align as the network expects), embed."""
-    from stages.images import decode_rgb
+    from pltd.stages.images import decode_rgb
 
     images = [decode_rgb(b) for b in bins]
     lms = [landmarker(img) for img in images]
@@ -106,8 +106,8 @@ def pair_similarities(bins: list[bytes], network, landmarker) -> np.ndarray:
 
 def whole_image_landmarker():
     """68 points for an already cropped face (pair files hold crops): dlib's predictor, two passes."""
-    from stages.landmarks.sources import create_source
-    from stages.landmarks.views import make_views
+    from pltd.stages.landmarks.sources import create_source
+    from pltd.stages.landmarks.views import make_views
 
     dlib68 = create_source("dlib68", mean_face=None)
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-
-from stages.identities.centroids import normalise, sorted_sums, vectors
-from stages.identities.dedup import DedupSettings, agreed_pairs, components, contiguous_ids, nearest_other
+from pltd.stages.identities.centroids import normalise, sorted_sums, vectors
+from pltd.stages.identities.dedup import DedupSettings, agreed_pairs, components, contiguous_ids, nearest_other
 
 DUPLICATES = pa.schema(
     [

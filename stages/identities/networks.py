@@ -18,9 +18,9 @@ import types
 from pathlib import Path
 
 import numpy as np
+from pltd.stages.identities.align import arcface_crop
 
-from stages.identities.align import arcface_crop
-from stages.registry import Registry
+from pltd.registry import Registry
 
 NETWORKS = Registry("face-recognition network")
 register = NETWORKS.register
@@ -41,8 +41,7 @@ class DlibDescriptor:
 
     def __init__(self, checkpoint: str | None = None, jitters: int = 0, **_):
         import dlib
-
-        from stages.landmarks.sources import shipped_model
+        from pltd.stages.landmarks.sources import shipped_model
 
         self.dlib = dlib
         self.model = dlib.face_recognition_model_v1(
@@ -86,7 +85,7 @@ class CheckpointNetwork(TorchEmbedder):
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
         import torch
 
-        from trainer.checkpoints import load_model
+        from pltd.checkpoints import load_model
 
         self.torch = torch
         self.model, ckpt = load_model(checkpoint, task="face_recognition", role="identities.checkpoints")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
-from stages.landmarks.geometry import nme
+from pltd.stages.landmarks.geometry import nme
 
 
 def _wrap(d: np.ndarray) -> np.ndarray:

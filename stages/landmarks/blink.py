@@ -62,7 +62,7 @@ class ResNetBlink:
     def __init__(self, checkpoint: str | None, device: str | None = None):
         import torch
 
-        from trainer.checkpoints import load_model
+        from pltd.checkpoints import load_model
 
         self.torch = torch
         self.model, ckpt = load_model(checkpoint, task="blink", role="landmarks.blink_checkpoint")

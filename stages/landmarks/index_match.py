@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-
-from stages.fetch import Fetcher
-from stages.images import ImageProblem, decode_rgb
-from stages.landmarks.detect import FaceDetector
-from stages.landmarks.mean_face import from_meshes
-from stages.landmarks.mesh_map import learn_index_map
-from stages.landmarks.views import make_views, seed_of
+from pltd.stages.fetch import Fetcher
+from pltd.stages.images import ImageProblem, decode_rgb
+from pltd.stages.landmarks.detect import FaceDetector
+from pltd.stages.landmarks.mean_face import from_meshes
+from pltd.stages.landmarks.mesh_map import learn_index_map
+from pltd.stages.landmarks.views import make_views, seed_of
 
 
 def paired_outputs(rows: list[dict], teacher, mesh_source, views_per_image: int = 2, size: int = 256):

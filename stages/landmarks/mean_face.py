@@ -19,7 +19,7 @@ LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # image-left eye (subject's 
 
 
 def default_mean_face_path() -> Path:
-    return Path(str(resources.files("stages") / "data" / "mean_face_68.json"))
+    return Path(str(resources.files("pltd.stages") / "data" / "mean_face_68.json"))
 
 
 def load_mean_face(path: str | Path | None = None) -> np.ndarray:

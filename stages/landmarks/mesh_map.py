@@ -12,8 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
-from stages.landmarks.geometry import face_size
+from pltd.stages.landmarks.geometry import face_size
 
 
 def learn_index_map(teacher: list[np.ndarray], mesh: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +31,7 @@ def learn_index_map(teacher: list[np.ndarray], mesh: list[np.ndarray]) -> tuple[
 
 
 def default_index_map_path() -> Path:
-    return Path(str(resources.files("stages") / "data" / "mediapipe_index_map.json"))
+    return Path(str(resources.files("pltd.stages") / "data" / "mediapipe_index_map.json"))
 
 
 def load_index_map(path: str | Path | None = None) -> np.ndarray:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pltd.stages.landmarks.geometry import fit_pose
+from pltd.stages.landmarks.views import View
 
-from stages.landmarks.geometry import fit_pose
-from stages.landmarks.views import View
-from stages.registry import Registry
+from pltd.registry import Registry
 
 
 @dataclass
@@ -138,7 +138,7 @@ class ResNetTeacher:
     def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):
         import torch
 
-        from trainer.checkpoints import load_model
+        from pltd.checkpoints import load_model
 
         self.torch = torch
         self.model, ckpt = load_model(checkpoint, task="landmarks_pose", role="landmarks.teacher_checkpoint")

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from pltd.stages.fetch import Fetcher
+from pltd.stages.images import ImageProblem, decode_rgb
+from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
+from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.sources import Sample
+from pltd.stages.landmarks.views import View, make_views, seed_of
+from pltd.stages.problems import reason_of, rejected_row
 
-from pipeline import worker_cache
-from pipeline.schemas import LANDMARKS, REJECTED
-from stages.fetch import Fetcher
-from stages.images import ImageProblem, decode_rgb
-from stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
-from stages.landmarks.fitting import Validity, invalid_reason, selective_fit
-from stages.landmarks.sources import Sample
-from stages.landmarks.views import View, make_views, seed_of
-from stages.problems import reason_of, rejected_row
+from pltd import worker_cache
+from pltd.schemas import LANDMARKS, REJECTED
 
 STAGE = "landmarks"
 
@@ -46,11 +46,11 @@ class Models:
     """Everything a worker needs, built once per worker process (see `worker_cache`)."""
 
     def __init__(self, s: LandmarkSettings):
-        from stages.landmarks.blink import ResNetBlink
-        from stages.landmarks.detect import FaceDetector
-        from stages.landmarks.mean_face import load_mean_face
-        from stages.landmarks.mesh_map import load_index_map
-        from stages.landmarks.sources import create_source
+        from pltd.stages.landmarks.blink import ResNetBlink
+        from pltd.stages.landmarks.detect import FaceDetector
+        from pltd.stages.landmarks.mean_face import load_mean_face
+        from pltd.stages.landmarks.mesh_map import load_index_map
+        from pltd.stages.landmarks.sources import create_source
 
         mean_face = load_mean_face(s.mean_face)
         self.teacher = create_source(s.teacher, mean_face=mean_face, checkpoint=s.teacher_checkpoint)

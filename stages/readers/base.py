@@ -17,7 +17,7 @@ import fsspec
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.schemas import OPT_VECTOR
+from pltd.schemas import OPT_VECTOR
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -119,7 +119,7 @@ def known_formats() -> list[str]:
 
 
 def _import_builtin_readers() -> None:
-    from stages.readers import folders, insightface_rec, mat_datasets  # noqa: F401  (they register)
+    from pltd.stages.readers import folders, insightface_rec, mat_datasets  # noqa: F401  (they register)
 
 
 def list_images(source: Source, stats: PlanStats, companions: tuple[str, ...] = ()) -> list[str]:

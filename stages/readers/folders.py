@@ -9,15 +9,15 @@ from typing import Literal
 import fsspec
 import pandas as pd
 import pyarrow as pa
+from pltd.stages.images import ImageProblem
+from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, list_images, register
 
-from pipeline.schemas import image_id
-from stages.images import ImageProblem
-from stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, list_images, register
+from pltd.schemas import image_id
 
 
 def read_folder_partition(source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
     """Read every planned file; one accepted or rejected row per plan row."""
-    from stages.ingest import Rows, verify_image
+    from pltd.stages.ingest import Rows, verify_image
 
     fs, root = source.fs()
     rows = Rows(source)

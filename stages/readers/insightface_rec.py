@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
+from pltd.stages.problems import RowProblem
+from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, register
+from pltd.stages.recordio import RecordError, read_idx, read_record, unpack
 
-from pipeline.schemas import image_id
-from stages.problems import RowProblem
-from stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, register
-from stages.recordio import RecordError, read_idx, read_record, unpack
+from pltd.schemas import image_id
 
 
 class RecOptions(ReaderOptions):
@@ -81,7 +81,7 @@ class InsightfaceRecReader(Reader):
             yield {"item": str(k), "offset": offsets[k], "label": None, "bbox": None}
 
     def read(self, source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
-        from stages.ingest import Rows, verify_image
+        from pltd.stages.ingest import Rows, verify_image
 
         fs, _ = source.fs()
         rec, _ = rec_paths(source)

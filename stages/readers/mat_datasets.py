@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import scipy.io
+from pltd.stages.problems import RowProblem
+from pltd.stages.readers.base import PlanStats, Reader, Source, list_images, register
 
-from pipeline.schemas import image_id
-from stages.problems import RowProblem
-from stages.readers.base import PlanStats, Reader, Source, list_images, register
+from pltd.schemas import image_id
 
 _RENDER_SUFFIX = re.compile(r"_\d+$")
 
@@ -84,7 +84,7 @@ class MatReader(Reader):
         return None
 
     def read(self, source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
-        from stages.ingest import Rows, verify_image
+        from pltd.stages.ingest import Rows, verify_image
 
         fs, root = source.fs()
         rows = Rows(source)

@@ -15,12 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pltd.pipeline.cli import app
 from typer.testing import CliRunner
 
-from pipeline.cli import app
 from tests.conftest import jpeg_bytes
 
-PLTD = [sys.executable, "-m", "pipeline.cli"]
+PLTD = [sys.executable, "-m", "pltd.pipeline.cli"]
 
 
 def pltd(*args, env=None, **kw) -> subprocess.CompletedProcess:
@@ -309,7 +309,7 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
 
     hf = load_dataset("parquet", data_files=[str(p) for p in shards], split="train")
     assert hf.num_rows == 201 and len(hf[0]["landmarks"]) == 136
-    from trainer.data import PLTDDataset
+    from pltd.trainer.data import PLTDDataset
 
     ds = PLTDDataset([str(p) for p in shards])
     assert sum(1 for _ in ds) == 201

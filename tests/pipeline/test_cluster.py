@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.cluster import kubernetes_spec, load_profile
-from pipeline.config import PROJECT_ROOT, ManifestError
+from pltd.pipeline.cluster import kubernetes_spec, load_profile
+from pltd.pipeline.config import PROJECT_ROOT, ManifestError
 
 CLUSTER_FILE = PROJECT_ROOT / "dask_cluster.yaml"
 
@@ -33,7 +32,7 @@ def test_bad_profile_field_is_named(tmp_path):
 
 
 def test_slurm_profile_builds_a_job_script():
-    from pipeline.cluster import make_slurm_cluster
+    from pltd.pipeline.cluster import make_slurm_cluster
 
     env = {"PLTD_SLURM_JOBS": "0", "PLTD_SLURM_PARTITION": "gpu-short", "PLTD_SLURM_ACCOUNT": "faces"}
     p = load_profile("slurm", CLUSTER_FILE, env=env)

@@ -6,11 +6,12 @@ import os
 
 import pyarrow as pa
 import pytest
+from pltd.pipeline import storage
+from pltd.pipeline.runner import PartitionTask, execute, run_stage
 from rich.console import Console
 
-from pipeline import storage, worker_cache
-from pipeline.runner import PartitionTask, execute, run_stage
-from pipeline.schemas import REJECTED
+from pltd import worker_cache
+from pltd.schemas import REJECTED
 
 
 def numbers(part: int, n: int, fail_on: int | None = None):

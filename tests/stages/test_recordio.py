@@ -6,8 +6,7 @@ import io
 import struct
 
 import pytest
-
-from stages.recordio import MAGIC, RecordError, RecordWriter, pack, read_idx, read_record, unpack
+from pltd.stages.recordio import MAGIC, RecordError, RecordWriter, pack, read_idx, read_record, unpack
 
 
 def write(records: dict[int, bytes]) -> tuple[bytes, str]:

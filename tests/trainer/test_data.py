@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
+from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
 from torch.utils.data import DataLoader
 
-from pipeline.schemas import PLTD
-from trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
+from pltd.schemas import PLTD
 
 
 def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7) -> list[str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from trainer.evaluation.metrics import pose_mae, yaw_binned_nme
+from pltd.trainer.evaluation.metrics import pose_mae, yaw_binned_nme
 
 METHODS = {
     "selective_fitting": ("pseudo_landmarks", "pseudo_pose"),

@@ -26,7 +26,7 @@ class EvalModel:
             self.net, self.size = torch.jit.load(str(path), map_location=self.device), 112
         else:
             ck = torch.load(path, map_location="cpu", weights_only=True)
-            from trainer.checkpoints import load_model
+            from pltd.checkpoints import load_model
 
             self.net, _ = load_model(path, ck.get("task"), "model")
             self.size = int(ck["input_size"])

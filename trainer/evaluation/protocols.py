@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from trainer.evaluation.metrics import ced, nme, pose_mae, tar_at_far, ten_fold_accuracy, yaw_binned_nme
-from trainer.evaluation.model import EvalModel
+from pltd.trainer.evaluation.metrics import ced, nme, pose_mae, tar_at_far, ten_fold_accuracy, yaw_binned_nme
+from pltd.trainer.evaluation.model import EvalModel
 
 
 def _decode_resized(data: bytes, size: int) -> np.ndarray:
@@ -19,7 +18,7 @@ def _decode_resized(data: bytes, size: int) -> np.ndarray:
 
 def verification(model: EvalModel, bins: list[str]) -> dict:
     """10-fold accuracy on insightface .bin pair files (LFW, CFP-FP, AgeDB-30 …)."""
-    from stages.identities.calibrate import load_bin
+    from pltd.stages.identities.calibrate import load_bin
 
     out = {}
     for path in bins:
@@ -70,7 +69,7 @@ def read_ijbc_meta(root: Path) -> dict:
 
 def ijbc(model: EvalModel, root: str | Path) -> dict:
     """IJB-C 1:1: TAR@FAR over all template pairs, and per probe yaw bucket (soft/medium/hard)."""
-    from stages.identities.align import ARCFACE_112, similarity, warp
+    from pltd.stages.identities.align import ARCFACE_112, similarity, warp
 
     root = Path(root)
     meta = read_ijbc_meta(root)
@@ -117,8 +116,7 @@ def aflw2000(model: EvalModel, root: str | Path) -> dict:
     Faces are cropped around the ground-truth 68 points' box × 1.4 (the common protocol); landmarks
     are mapped back to image pixels before the NME."""
     import scipy.io
-
-    from stages.readers.mat_datasets import landmarks_from, pose_from_para
+    from pltd.stages.readers.mat_datasets import landmarks_from, pose_from_para
 
     root = Path(root)
     images, gt_lm, gt_pose = [], [], []

@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from trainer.losses.wing import wing
+from pltd.trainer.losses.wing import wing
 
 
 def rotation_matrices(pose: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,10 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from stages.identities.calibrate import UnsafePickle, best_threshold, load_bin, load_pairs_txt, save_bin
-from stages.identities.centroids import combine, partial_sums, sorted_sums, vectors
-from stages.identities.dedup import DedupSettings
-from stages.identities.merge import assign_identities
+from pltd.stages.identities.calibrate import UnsafePickle, best_threshold, load_bin, load_pairs_txt, save_bin
+from pltd.stages.identities.centroids import combine, partial_sums, sorted_sums, vectors
+from pltd.stages.identities.dedup import DedupSettings
+from pltd.stages.identities.merge import assign_identities
 
 D = 64
 

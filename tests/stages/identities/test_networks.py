@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from pltd.stages.identities.align import ARCFACE_112, arcface_crop, five_points, similarity
+from pltd.stages.identities.networks import create_network
+from pltd.stages.landmarks.sources import create_source
+from pltd.stages.landmarks.views import make_views
 
-from stages.identities.align import ARCFACE_112, arcface_crop, five_points, similarity
-from stages.identities.networks import create_network
-from stages.landmarks.sources import create_source
-from stages.landmarks.views import make_views
-from trainer.checkpoints import save_checkpoint
-from trainer.networks import create
+from pltd.checkpoints import save_checkpoint
+from pltd.networks import create
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_dlib_descriptor_same_face_close_other_face_far(astronaut):
     flipped = image[:, ::-1].copy()
     lm_f = lm.copy()
     lm_f[:, 0] = image.shape[1] - 1 - lm_f[:, 0]
-    from stages.landmarks.ibug import MIRROR68 as _MIRROR68
+    from pltd.stages.landmarks.ibug import MIRROR68 as _MIRROR68
 
     e = net([image, flipped], [lm, lm_f[_MIRROR68]])
     assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
@@ -63,7 +63,7 @@ def test_checkpoint_network_random_weights_plumbing(tmp_path, astronaut):
 
 
 def test_facenet_random_weights_plumbing(tmp_path, astronaut):
-    from stages.identities.networks import _facenet_module
+    from pltd.stages.identities.networks import _facenet_module
 
     image, lm = astronaut
     torch.save(_facenet_module().InceptionResnetV1(pretrained=None).state_dict(), tmp_path / "facenet.pt")

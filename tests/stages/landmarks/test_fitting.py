@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
-from stages.landmarks.fitting import Validity, invalid_reason, selective_fit
-from stages.landmarks.geometry import project, rotation
-from stages.landmarks.mean_face import load_mean_face
-from stages.landmarks.mesh_map import learn_index_map
-from stages.landmarks.views import make_views
+from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
+from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.geometry import project, rotation
+from pltd.stages.landmarks.mean_face import load_mean_face
+from pltd.stages.landmarks.mesh_map import learn_index_map
+from pltd.stages.landmarks.views import make_views
 
 BASE = project(load_mean_face(), rotation(0, 0, 0), 60.0, np.array([128.0, 128.0]))  # ~150 px face
 

@@ -6,9 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
-
-from stages.landmarks.geometry import angles, face_size, fit_pose, mean_pose, nme, project, rotation
-from stages.landmarks.mean_face import load_mean_face
+from pltd.stages.landmarks.geometry import angles, face_size, fit_pose, mean_pose, nme, project, rotation
+from pltd.stages.landmarks.mean_face import load_mean_face
 
 FACE = load_mean_face()
 

@@ -7,15 +7,15 @@ import pyarrow as pa
 import pytest
 import skimage.data
 import torch
+from pltd.stages.landmarks.geometry import face_size
+from pltd.stages.landmarks.mean_face import load_mean_face
+from pltd.stages.landmarks.mesh_map import load_index_map
+from pltd.stages.landmarks.sources import create_source
+from pltd.stages.landmarks.views import make_views
 
-from pipeline.schemas import INGEST
-from stages.landmarks.geometry import face_size
-from stages.landmarks.mean_face import load_mean_face
-from stages.landmarks.mesh_map import load_index_map
-from stages.landmarks.sources import create_source
-from stages.landmarks.views import make_views
-from trainer.checkpoints import CheckpointError, load_model, save_checkpoint
-from trainer.networks import create
+from pltd.checkpoints import CheckpointError, load_model, save_checkpoint
+from pltd.networks import create
+from pltd.schemas import INGEST
 
 ASTRONAUT_BOX = np.array([175.0, 76.0, 265.0, 166.0])  # dlib's detection on skimage's astronaut
 
@@ -58,8 +58,7 @@ def test_label_partition_with_a_random_weight_teacher_accounts_for_every_row(tmp
     import io
 
     from PIL import Image
-
-    from stages.landmarks.stage import LandmarkSettings, label_partition
+    from pltd.stages.landmarks.stage import LandmarkSettings, label_partition
 
     path = tmp_path / "face.jpg"
     buf = io.BytesIO()
@@ -102,7 +101,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 
 def test_resnet_blink_outputs_probabilities(tmp_path, views):
-    from stages.landmarks.blink import ResNetBlink, eye_crops
+    from pltd.stages.landmarks.blink import ResNetBlink, eye_crops
 
     blink = ResNetBlink(str(tiny_checkpoint(tmp_path / "b.pt", task="blink", outputs=1, size=64)))
     lm = create_source("dlib68", mean_face=None)(views[:1])[0].landmarks

@@ -15,7 +15,7 @@ def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def create(name: str, **kwargs) -> nn.Module:
-    from trainer.networks import iresnet, resnet  # noqa: F401  (they register)
+    from pltd.networks import iresnet, resnet  # noqa: F401  (they register)
 
     if name not in NETWORKS:
         raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(NETWORKS))}")

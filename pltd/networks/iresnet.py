@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from trainer.networks import register
+from pltd.networks import register
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

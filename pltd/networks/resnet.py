@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from trainer.networks import register
+from pltd.networks import register
 
 
 class BasicBlock(nn.Module):

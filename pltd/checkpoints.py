@@ -36,7 +36,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, task: s
 
 def load_model(path: str | Path | None, task: str, role: str) -> tuple[torch.nn.Module, dict]:
     """Build the network a checkpoint describes and load its weights; clear errors otherwise."""
-    from trainer.networks import create
+    from pltd.networks import create
 
     if not path:
         raise CheckpointError(f"{role}: no checkpoint configured (set it in the manifest)")
