@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from pltd.stages.identities.dedup import DedupSettings, agreed_pairs, range_pairs
 
 D = 512

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from pltd.trainer.evaluation.metrics import tar_at_far, ten_fold_accuracy
 from pltd.trainer.evaluation.protocols import pair_scores
 

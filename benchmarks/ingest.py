@@ -20,6 +20,8 @@ from pathlib import Path
 import dask
 import numpy as np
 from PIL import Image
+from rich.console import Console
+
 from pltd.pipeline.cluster import WORKER_CONFIG
 from pltd.pipeline.jobs import ingest_compute
 from pltd.pipeline.plan import make_plan
@@ -29,7 +31,6 @@ from pltd.stages.readers.base import Source
 from pltd.stages.readers.folders import ImageFolderOptions
 from pltd.stages.readers.insightface_rec import RecOptions
 from pltd.stages.recordio import RecordWriter, pack
-from rich.console import Console
 
 
 def faces(n_distinct: int = 64) -> list[bytes]:

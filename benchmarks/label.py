@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
 from pltd.pipeline.plan import make_plan
 from pltd.pipeline.sample import default_sample_dir, make_sample
 from pltd.stages.fetch import Fetcher
@@ -99,10 +100,10 @@ def components(rows: pa.Table, s: LandmarkSettings) -> dict:
 
 def batched_teacher(views_total: int = 64) -> dict:
     import torch
-    from pltd.stages.landmarks.sources import create_source
 
     from pltd.checkpoints import save_checkpoint
     from pltd.networks import create
+    from pltd.stages.landmarks.sources import create_source
 
     torch.set_num_threads(1)
     path = Path(tempfile.mkdtemp()) / "r50.pt"

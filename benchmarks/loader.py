@@ -21,11 +21,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
-from pltd.pipeline.storage import write_parquet
-from pltd.trainer.data import Augment, PLTDDataset
 from torch.utils.data import DataLoader
 
+from pltd.pipeline.storage import write_parquet
 from pltd.schemas import PLTD
+from pltd.trainer.data import Augment, PLTDDataset
 
 TARGET = 1500.0
 

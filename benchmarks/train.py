@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from pltd.trainer.config import load_config
 from pltd.trainer.loop import autocast
 from pltd.trainer.model import TaskModel

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from rich.console import Console
+
+from pltd import __version__
 from pltd.pipeline import storage
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.jobs import stage_jobs, uses_gpu
@@ -21,9 +24,6 @@ from pltd.pipeline.publish import identity_map, publish, shard_rows
 from pltd.pipeline.reconcile import print_reconciliation, reconcile
 from pltd.pipeline.runner import run_stage
 from pltd.stages.readers.base import Source, get_reader
-from rich.console import Console
-
-from pltd import __version__
 
 
 @dataclass(frozen=True)

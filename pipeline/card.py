@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from pltd.pipeline import storage
 
 COLUMNS = ["source", "face_id", "pose", "label_kind", "n_samples", "fit_error", "eye_closed"]

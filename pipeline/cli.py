@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pltd.pipeline.config import ManifestError
 from rich.console import Console
+
+from pltd.pipeline.config import ManifestError
 
 app = typer.Typer(
     add_completion=False,
@@ -190,6 +191,7 @@ def mean_face(
     import datetime as dt
 
     import numpy as np
+
     from pltd.stages.landmarks.mean_face import load_mean_face, save_mean_face, with_frontal_2d
 
     rows = [r for r in _ingest_rows(run, 10**9) if r.get("landmarks_gt") and r.get("pose_gt")]

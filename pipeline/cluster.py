@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 
 import dask
 import yaml
-from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 
 
 class ClusterError(RuntimeError):

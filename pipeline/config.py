@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pltd.stages.readers.base import get_reader, known_formats
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pltd.stages.readers.base import get_reader, known_formats
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = PROJECT_ROOT / "manifests"

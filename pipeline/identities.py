@@ -3,12 +3,13 @@ on one worker. Global, not per partition: its marker is `RUN/identities/_done.js
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from pltd.pipeline import storage
 from pltd.pipeline.config import IdentitiesConfig
 from pltd.pipeline.runner import PartitionTask
 from pltd.stages.identities.centroids import combine, partial_sums
 from pltd.stages.identities.dedup import DedupSettings
-from rich.console import Console
 
 SEMI_FORMATS = ("300w_lp",)  # every base photo is an identity of its own (SemiIdentify)
 

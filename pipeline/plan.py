@@ -12,6 +12,7 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from pltd.pipeline import storage
 from pltd.stages.readers.base import PLAN, PlanStats, Source, get_reader
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+from rich.console import Console
+
+from pltd import __version__
 from pltd.pipeline import storage
 from pltd.pipeline.card import summarize, write_card
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.runner import PartitionTask
 from pltd.pipeline.shards import shard_plan, staging_files, write_shard
-from pltd.stages.identities.embed import identity_of
-from rich.console import Console
-
-from pltd import __version__
 from pltd.schemas import PLTD, SCHEMA_VERSION
+from pltd.stages.identities.embed import identity_of
 
 
 def identity_map(run: str, sources, plans: dict) -> dict[tuple[str, str], int]:

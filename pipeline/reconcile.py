@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pyarrow.parquet as pq
-from pltd.pipeline import storage
 from rich.console import Console
 from rich.table import Table
+
+from pltd.pipeline import storage
 
 
 def _parquet_files(url: str) -> list[str]:

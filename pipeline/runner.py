@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from pltd.pipeline import storage
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pltd.pipeline import storage
 
 # compute(*args) -> (accepted table, rejected table, rows in)
 Compute = Callable[..., tuple[pa.Table, pa.Table, int]]

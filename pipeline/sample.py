@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 from PIL import Image, ImageEnhance
+
 from pltd.stages.landmarks.ibug import MIRROR68 as _MIRROR68
 from pltd.stages.recordio import RecordWriter, pack
 

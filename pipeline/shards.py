@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from pltd.pipeline import storage
 
 Piece = tuple[str, int, int]  # staging file, first row, end row

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
+
 from pltd.pipeline import storage
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb

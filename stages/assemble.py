@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+
+from pltd.schemas import PLTD, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.identities.embed import identity_of
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.problems import reason_of, rejected_row
-
-from pltd.schemas import PLTD, REJECTED
 
 STAGE = "assemble"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fsspec
+
 from pltd.stages.recordio import read_record, unpack
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
 from pltd.stages.problems import RowProblem
 
 # Never decode a truncated file as if it were whole (Pillow's default, but made explicit here).

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 from PIL import Image
-from pltd.stages.images import DEFAULT_MAX_PIXELS, Header, ImageProblem, read_header, to_rgb
-from pltd.stages.readers.base import Source, get_reader
 
 from pltd.schemas import INGEST, REJECTED
+from pltd.stages.images import DEFAULT_MAX_PIXELS, Header, ImageProblem, read_header, to_rgb
+from pltd.stages.readers.base import Source, get_reader
 
 STAGE = "ingest"
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
+
 from pltd.stages.problems import RowProblem
 
 MAGIC = 0xCED7230A

@@ -24,8 +24,9 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from pltd.stages.landmarks.ibug import MIRROR68
 from torch.utils.data import IterableDataset, get_worker_info
+
+from pltd.stages.landmarks.ibug import MIRROR68
 
 COLUMNS = ["image_id", "face_id", "image", "width", "height", "bbox", "landmarks", "pose", "label_kind", "eye_closed"]
 
@@ -214,6 +215,7 @@ class BlinkDataset(PLTDDataset):
 
     def sample(self, row: dict, rng: random.Random) -> dict:
         import cv2
+
         from pltd.stages.landmarks.blink import eye_crops
 
         image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+
 from pltd.trainer.config import TrainConfig
 from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset
 from pltd.trainer.model import TaskModel
-from torch.utils.data import DataLoader
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from pltd.networks import create
 from pltd.trainer.config import TrainConfig
 from pltd.trainer.losses.landmark import fld_loss
 from pltd.trainer.losses.margin import LPMC
 from pltd.trainer.losses.pose import hpe_loss
-
-from pltd.networks import create
 
 
 def load_mean_face(path: str | None) -> torch.Tensor:

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+
+from pltd import worker_cache
+from pltd.schemas import EMBEDDINGS, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.identities.centroids import vectors
 from pltd.stages.identities.networks import create_network
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.problems import reason_of, rejected_row
-
-from pltd import worker_cache
-from pltd.schemas import EMBEDDINGS, REJECTED
 
 STAGE = "embeddings"
 

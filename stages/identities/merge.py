@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+
 from pltd.stages.identities.centroids import normalise, sorted_sums, vectors
 from pltd.stages.identities.dedup import DedupSettings, agreed_pairs, components, contiguous_ids, nearest_other
 

@@ -18,9 +18,9 @@ import types
 from pathlib import Path
 
 import numpy as np
-from pltd.stages.identities.align import arcface_crop
 
 from pltd.registry import Registry
+from pltd.stages.identities.align import arcface_crop
 
 NETWORKS = Registry("face-recognition network")
 register = NETWORKS.register
@@ -41,6 +41,7 @@ class DlibDescriptor:
 
     def __init__(self, checkpoint: str | None = None, jitters: int = 0, **_):
         import dlib
+
         from pltd.stages.landmarks.sources import shipped_model
 
         self.dlib = dlib

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from pltd.stages.landmarks.geometry import face_size, mean_pose
 
 

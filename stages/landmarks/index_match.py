@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.detect import FaceDetector

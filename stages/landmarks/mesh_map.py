@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from pltd.stages.landmarks.geometry import face_size
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pltd.stages.landmarks.geometry import fit_pose
-from pltd.stages.landmarks.views import View
 
 from pltd.registry import Registry
+from pltd.stages.landmarks.geometry import fit_pose
+from pltd.stages.landmarks.views import View
 
 
 @dataclass

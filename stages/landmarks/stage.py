@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+
+from pltd import worker_cache
+from pltd.schemas import LANDMARKS, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
@@ -14,9 +17,6 @@ from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fi
 from pltd.stages.landmarks.sources import Sample
 from pltd.stages.landmarks.views import View, make_views, seed_of
 from pltd.stages.problems import reason_of, rejected_row
-
-from pltd import worker_cache
-from pltd.schemas import LANDMARKS, REJECTED
 
 STAGE = "landmarks"
 

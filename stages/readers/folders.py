@@ -9,10 +9,10 @@ from typing import Literal
 import fsspec
 import pandas as pd
 import pyarrow as pa
-from pltd.stages.images import ImageProblem
-from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, list_images, register
 
 from pltd.schemas import image_id
+from pltd.stages.images import ImageProblem
+from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, list_images, register
 
 
 def read_folder_partition(source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:

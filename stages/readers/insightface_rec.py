@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
+
+from pltd.schemas import image_id
 from pltd.stages.problems import RowProblem
 from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, register
 from pltd.stages.recordio import RecordError, read_idx, read_record, unpack
-
-from pltd.schemas import image_id
 
 
 class RecOptions(ReaderOptions):

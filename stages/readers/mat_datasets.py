@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import scipy.io
-from pltd.stages.problems import RowProblem
-from pltd.stages.readers.base import PlanStats, Reader, Source, list_images, register
 
 from pltd.schemas import image_id
+from pltd.stages.problems import RowProblem
+from pltd.stages.readers.base import PlanStats, Reader, Source, list_images, register
 
 _RENDER_SUFFIX = re.compile(r"_\d+$")
 

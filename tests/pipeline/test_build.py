@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pltd.pipeline.cli import app
 from typer.testing import CliRunner
 
+from pltd.pipeline.cli import app
 from tests.conftest import jpeg_bytes
 
 PLTD = [sys.executable, "-m", "pltd.pipeline.cli"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pltd.pipeline.cluster import kubernetes_spec, load_profile
 from pltd.pipeline.config import PROJECT_ROOT, ManifestError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pltd.pipeline.config import MANIFESTS, ManifestError, load_manifest
 
 PAPER_ENV = {"VGGFACE2_ROOT": "/d/vgg", "MS1MV3_ROOT": "/d/ms1m", "W300LP_ROOT": "/d/300wlp", "PLTD_MODELS": "/m"}

@@ -6,11 +6,11 @@ import os
 
 import pyarrow as pa
 import pytest
-from pltd.pipeline import storage
-from pltd.pipeline.runner import PartitionTask, execute, run_stage
 from rich.console import Console
 
 from pltd import worker_cache
+from pltd.pipeline import storage
+from pltd.pipeline.runner import PartitionTask, execute, run_stage
 from pltd.schemas import REJECTED
 
 

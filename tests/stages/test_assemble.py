@@ -7,13 +7,13 @@ import io
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+
 from pltd.pipeline.shards import shard_plan
+from pltd.schemas import INGEST, LANDMARKS, PLTD
 from pltd.stages.assemble import AssembleSettings, assemble_partition
 from pltd.stages.landmarks.geometry import fit_pose, project, rotation
 from pltd.stages.landmarks.ibug import MIRROR68, mirror_landmarks
 from pltd.stages.landmarks.mean_face import load_mean_face
-
-from pltd.schemas import INGEST, LANDMARKS, PLTD
 
 
 def dotted_image(tmp_path, pts: np.ndarray, size=(640, 480)) -> str:

@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import pytest
 from PIL import Image
+
 from pltd.stages.images import ImageProblem, decode_rgb, read_header
 from pltd.stages.ingest import IngestSettings, verify_image
-
 from tests.conftest import jpeg_bytes
 
 

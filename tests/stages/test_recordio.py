@@ -6,6 +6,7 @@ import io
 import struct
 
 import pytest
+
 from pltd.stages.recordio import MAGIC, RecordError, RecordWriter, pack, read_idx, read_record, unpack
 
 

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
-from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
 from torch.utils.data import DataLoader
 
 from pltd.schemas import PLTD
+from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
 
 
 def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7) -> list[str]:

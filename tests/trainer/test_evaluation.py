@@ -11,15 +11,15 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
-from pltd.pipeline.cli import app
-from pltd.stages.identities.calibrate import save_bin
-from pltd.trainer.evaluation.metrics import nme, pose_mae, roc, tar_at_far, ten_fold_accuracy, yaw_binned_nme
-from pltd.trainer.evaluation.protocols import pair_scores, template_features
 from sklearn.metrics import roc_curve
 from typer.testing import CliRunner
 
 from pltd.checkpoints import save_checkpoint
 from pltd.networks import create
+from pltd.pipeline.cli import app
+from pltd.stages.identities.calibrate import save_bin
+from pltd.trainer.evaluation.metrics import nme, pose_mae, roc, tar_at_far, ten_fold_accuracy, yaw_binned_nme
+from pltd.trainer.evaluation.protocols import pair_scores, template_features
 
 
 def test_ten_fold_accuracy_matches_a_brute_force_search():

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
+from pltd.networks import create
 from pltd.trainer.config import load_config
 from pltd.trainer.losses.landmark import fld_loss, lambda_p, project_mean_face
 from pltd.trainer.losses.margin import LPMC, cosface, pose_ratio
 from pltd.trainer.losses.wing import wing
 from pltd.trainer.model import TaskModel, load_mean_face
-
-from pltd.networks import create
 
 
 def n_params(m) -> float:

@@ -10,13 +10,13 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from typer.testing import CliRunner
+
+from pltd.checkpoints import load_model
 from pltd.pipeline.cli import app
 from pltd.trainer.config import load_config
 from pltd.trainer.loop import train, train_step
 from pltd.trainer.model import TaskModel
-from typer.testing import CliRunner
-
-from pltd.checkpoints import load_model
 
 TINY = ["arch=iresnet_multi_tiny", "batch_size=8", "num_workers=0", "log_every=1", "shuffle_buffer=8",
         "checkpoint_every=1000", "lr=0.01"]  # fmt: skip
@@ -35,10 +35,10 @@ def face_shards(d, n_shards=2, rows=24, group=8) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from PIL import Image, ImageDraw
-    from pltd.stages.landmarks.geometry import project, rotation
-    from pltd.stages.landmarks.mean_face import load_mean_face
 
     from pltd.schemas import PLTD
+    from pltd.stages.landmarks.geometry import project, rotation
+    from pltd.stages.landmarks.mean_face import load_mean_face
 
     rng, face, k = np.random.default_rng(0), load_mean_face(), 0
     for s in range(n_shards):
@@ -88,6 +88,7 @@ def test_periodic_verification_is_logged(pltd, tmp_path):
 
     import numpy as np
     from PIL import Image
+
     from pltd.stages.identities.calibrate import save_bin
 
     def jpeg(i):

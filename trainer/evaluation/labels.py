@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from pltd.trainer.evaluation.metrics import pose_mae, yaw_binned_nme
 
 METHODS = {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from pltd.trainer.evaluation.metrics import ced, nme, pose_mae, tar_at_far, ten_fold_accuracy, yaw_binned_nme
 from pltd.trainer.evaluation.model import EvalModel
 
@@ -116,6 +117,7 @@ def aflw2000(model: EvalModel, root: str | Path) -> dict:
     Faces are cropped around the ground-truth 68 points' box × 1.4 (the common protocol); landmarks
     are mapped back to image pixels before the NME."""
     import scipy.io
+
     from pltd.stages.readers.mat_datasets import landmarks_from, pose_from_para
 
     root = Path(root)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from pltd.trainer.losses.wing import wing
 
 

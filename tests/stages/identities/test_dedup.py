@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from pltd.stages.identities.calibrate import UnsafePickle, best_threshold, load_bin, load_pairs_txt, save_bin
 from pltd.stages.identities.centroids import combine, partial_sums, sorted_sums, vectors
 from pltd.stages.identities.dedup import DedupSettings

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+
+from pltd.checkpoints import save_checkpoint
+from pltd.networks import create
 from pltd.stages.identities.align import ARCFACE_112, arcface_crop, five_points, similarity
 from pltd.stages.identities.networks import create_network
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
-
-from pltd.checkpoints import save_checkpoint
-from pltd.networks import create
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
 from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
 from pltd.stages.landmarks.geometry import project, rotation

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from pltd.stages.landmarks.geometry import angles, face_size, fit_pose, mean_pose, nme, project, rotation
 from pltd.stages.landmarks.mean_face import load_mean_face
 

@@ -7,15 +7,15 @@ import pyarrow as pa
 import pytest
 import skimage.data
 import torch
+
+from pltd.checkpoints import CheckpointError, load_model, save_checkpoint
+from pltd.networks import create
+from pltd.schemas import INGEST
 from pltd.stages.landmarks.geometry import face_size
 from pltd.stages.landmarks.mean_face import load_mean_face
 from pltd.stages.landmarks.mesh_map import load_index_map
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
-
-from pltd.checkpoints import CheckpointError, load_model, save_checkpoint
-from pltd.networks import create
-from pltd.schemas import INGEST
 
 ASTRONAUT_BOX = np.array([175.0, 76.0, 265.0, 166.0])  # dlib's detection on skimage's astronaut
 
@@ -58,6 +58,7 @@ def test_label_partition_with_a_random_weight_teacher_accounts_for_every_row(tmp
     import io
 
     from PIL import Image
+
     from pltd.stages.landmarks.stage import LandmarkSettings, label_partition
 
     path = tmp_path / "face.jpg"
