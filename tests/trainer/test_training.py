@@ -36,8 +36,8 @@ def face_shards(d, n_shards=2, rows=24, group=8) -> None:
     import pyarrow.parquet as pq
     from PIL import Image, ImageDraw
 
+    from pltd.pose import project, rotation
     from pltd.schemas import PLTD
-    from pltd.stages.landmarks.geometry import project, rotation
     from pltd.stages.landmarks.mean_face import load_mean_face
 
     rng, face, k = np.random.default_rng(0), load_mean_face(), 0
@@ -54,7 +54,8 @@ def face_shards(d, n_shards=2, rows=24, group=8) -> None:
             img.save(buf, format="JPEG", quality=95)
             recs.append({"image_id": f"f{k}", "source": "syn", "source_label": str(k % 9), "face_id": k % 9,
                          "image": buf.getvalue(), "width": 96, "height": 104, "bbox": [*pts.min(0), *pts.max(0)],
-                         "landmarks": pts.ravel().tolist(), "pose": pose.tolist(), "label_kind": "pseudo",
+                         "landmarks": pts.ravel().tolist(), "pose": pose.tolist(),
+                         "label_kind": "ground_truth" if k % 3 == 0 else "pseudo",
                          "n_samples": 3, "fit_error": 0.01, "eye_closed": [0.0, 0.0], "source_path": "x"})  # fmt: skip
             k += 1
         pq.write_table(pa.Table.from_pylist(recs, schema=PLTD), d / f"part-{s:05d}.parquet", row_group_size=group)
@@ -71,7 +72,7 @@ def pltd(tmp_path):
 
 def test_tiny_model_fits_a_tiny_pltd(pltd, tmp_path):
     out = tmp_path / "run"
-    train(load_config("mtl", TINY), str(pltd), str(out), max_steps=60)
+    train(load_config("mtl", [*TINY, "export_torchscript=true"]), str(pltd), str(out), max_steps=60)
     loss = losses(out)
     assert loss[0] / min(loss[-5:]) >= 10  # the loss falls at least tenfold
     net, ck = load_model(out / "model.pt", "multitask", "test")

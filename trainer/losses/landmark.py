@@ -1,7 +1,7 @@
 """L_FLD = L_wing + λ_P · L_MSE (Eqs. 3, 5) with the pose-regularisation weight λ_P (Eqs. 6–9).
 
-λ_P: the mean 3D face L_3D (68 points) rotated by the ground-truth pose (R from yaw, pitch, roll in
-the README's convention, Eq. 7) and projected, L_P = (f·x' + c_x, c_y − f·y') (Eq. 8); then
+λ_P: the mean 3D face L_3D (68 points, 300W-LP's frame) rotated by the ground-truth pose (R from
+yaw, pitch, roll in 300W-LP's convention, `pltd.pose.rotation_torch`, Eq. 7) and projected, L_P = (f·x' + c_x, c_y − f·y') (Eq. 8); then
 λ_P = mean_i ‖L_P,i/‖L_P‖ − L_PRED,i/‖L_PRED‖‖ (Eq. 9), per sample, averaged over the batch, as
 a weight (no gradient). Both point sets are centred before normalising (a choice: Eq. 9 leaves
 the origin open, and centring makes λ_P independent of where the face sits in the crop).
@@ -9,26 +9,15 @@ the origin open, and centring makes λ_P independent of where the face sits in t
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from pltd.pose import rotation_torch
 from pltd.trainer.losses.wing import wing
-
-
-def rotation_matrices(pose: torch.Tensor) -> torch.Tensor:
-    """(B, 3) yaw, pitch, roll in degrees → (B, 3, 3) Rz(roll) · Ry(yaw) · Rx(pitch)."""
-    y, p, r = (pose * (math.pi / 180.0)).unbind(dim=1)
-    one, zero = torch.ones_like(y), torch.zeros_like(y)
-    rx = torch.stack([one, zero, zero, zero, p.cos(), -p.sin(), zero, p.sin(), p.cos()], 1).view(-1, 3, 3)
-    ry = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], 1).view(-1, 3, 3)
-    rz = torch.stack([r.cos(), -r.sin(), zero, r.sin(), r.cos(), zero, zero, zero, one], 1).view(-1, 3, 3)
-    return rz @ ry @ rx
 
 
 def project_mean_face(mean_face: torch.Tensor, pose: torch.Tensor, f: float = 1.0, c: float = 0.0) -> torch.Tensor:
     """(68, 3) mean face, (B, 3) poses → (B, 68, 2) projections (Eqs. 6–8)."""
-    rotated = mean_face.unsqueeze(0) @ rotation_matrices(pose).transpose(1, 2)
+    rotated = mean_face.unsqueeze(0) @ rotation_torch(pose).transpose(1, 2)
     return torch.stack([f * rotated[..., 0] + c, c - f * rotated[..., 1]], dim=-1)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pltd.pose import project, rotation
 from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, sigma_from_ear
 from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
-from pltd.stages.landmarks.geometry import project, rotation
 from pltd.stages.landmarks.mean_face import load_mean_face
 from pltd.stages.landmarks.mesh_map import learn_index_map
 from pltd.stages.landmarks.views import make_views
