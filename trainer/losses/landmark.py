@@ -1,7 +1,8 @@
 """L_FLD = L_wing + λ_P · L_MSE (Eqs. 3, 5) with the pose-regularisation weight λ_P (Eqs. 6–9).
 
 λ_P: the mean 3D face L_3D (68 points, 300W-LP's frame) rotated by the ground-truth pose (R from
-yaw, pitch, roll in 300W-LP's convention, `pltd.pose.rotation_torch`, Eq. 7) and projected, L_P = (f·x' + c_x, c_y − f·y') (Eq. 8); then
+yaw, pitch, roll in 300W-LP's convention, `pltd.pose.rotation_torch`, Eq. 7) and projected,
+L_P = (f·x' + c_x, c_y − f·y') (Eq. 8); then
 λ_P = mean_i ‖L_P,i/‖L_P‖ − L_PRED,i/‖L_PRED‖‖ (Eq. 9), per sample, averaged over the batch, as
 a weight (no gradient). Both point sets are centred before normalising (a choice: Eq. 9 leaves
 the origin open, and centring makes λ_P independent of where the face sits in the crop).
