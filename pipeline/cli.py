@@ -309,12 +309,14 @@ def eval_ijbc(
     model: Annotated[Path, typer.Option(help="pltd checkpoint or TorchScript file.")],
     root: Annotated[Path, typer.Option(help="IJB-C folder with meta/ and loose_crop/.")],
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
+    normalise_images: Annotated[bool, typer.Option(help="Normalise image features (insightface: no).")] = False,
+    faceness: Annotated[bool, typer.Option(help="Weight images by faceness score (insightface: yes).")] = True,
 ) -> None:
     """IJB-C 1:1 TAR@FAR with media-averaged templates, and soft/medium/hard probes by predicted yaw."""
     from pltd.trainer.evaluation.model import EvalModel
     from pltd.trainer.evaluation.protocols import ijbc
 
-    _report("ijbc", str(model), str(root), out, lambda: ijbc(EvalModel(model), root))
+    _report("ijbc", str(model), str(root), out, lambda: ijbc(EvalModel(model), root, normalise_images, faceness))
 
 
 @eval_app.command("aflw2000")

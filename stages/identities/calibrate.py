@@ -23,6 +23,10 @@ _SAFE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"),
+    # protocol 5: arrays rebuilt from an in-band buffer by np.frombuffer(buf, dtype).reshape(shape),
+    # which refuses object dtypes ("cannot create an OBJECT array from memory buffer"): no code runs
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 

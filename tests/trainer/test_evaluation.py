@@ -1,4 +1,5 @@
-"""Evaluation metrics against hand-computed cases and independent computations; real file formats."""
+"""Consistency tests of the evaluation code (pltd vs pltd, brute force, real file formats written
+here). The conformance tests against insightface, 3DDFA, PIPNet and mmpose are in tests/conformance/."""
 
 from __future__ import annotations
 
@@ -11,21 +12,21 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
-from sklearn.metrics import roc_curve
 from typer.testing import CliRunner
 
 from pltd.checkpoints import save_checkpoint
 from pltd.networks import create
 from pltd.pipeline.cli import app
 from pltd.stages.identities.calibrate import save_bin
-from pltd.trainer.evaluation.metrics import nme, pose_mae, roc, tar_at_far, ten_fold_accuracy, yaw_binned_nme
+from pltd.trainer.evaluation.metrics import pose_mae, ten_fold_accuracy
 from pltd.trainer.evaluation.protocols import pair_scores, template_features
 
 
 def test_ten_fold_accuracy_matches_a_brute_force_search():
+    """Consistency: the vectorised search equals a per-threshold loop (lowest threshold on ties)."""
     rng = np.random.default_rng(0)
     same = rng.random(600) < 0.5
-    dist = np.where(same, rng.normal(0.9, 0.25, 600), rng.normal(1.5, 0.25, 600)).clip(0, 3.99)
+    dist = np.where(same, rng.normal(0.9, 0.25, 600), rng.normal(1.5, 0.25, 600)).clip(0, 3.99)  # squared
     acc, _, _ = ten_fold_accuracy(dist, same)
     folds, grid = np.array_split(np.arange(600), 10), np.arange(0, 4, 0.01)
     brute = []
@@ -36,18 +37,6 @@ def test_ten_fold_accuracy_matches_a_brute_force_search():
     assert acc == pytest.approx(np.mean(brute))
 
 
-def test_roc_and_tar_at_far_agree_with_sklearn():
-    rng = np.random.default_rng(1)
-    labels = rng.random(5000) < 0.3
-    scores = np.round(np.where(labels, rng.normal(0.6, 0.2, 5000), rng.normal(0.1, 0.2, 5000)), 3)  # with ties
-    fpr, tpr, _ = roc(scores, labels)
-    s_fpr, s_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    assert np.allclose(fpr, s_fpr) and np.allclose(tpr, s_tpr)
-    tars = tar_at_far(scores, labels, fars=(1e-3, 1e-2, 1e-1))
-    for far, tar in tars.items():
-        assert tar == pytest.approx(s_tpr[np.argmin(np.abs(s_fpr - float(far)))])
-
-
 def test_pose_mae_filters_and_wraps():
     truth = np.array([[10.0, 0, 0], [179.0, 0, 0], [120.0, 5, 5], [0, -100.0, 0]])
     pred = np.array([[12.0, 1, -1], [-179.0, 0, 0], [0.0, 0, 0], [0, 0, 0]])
@@ -55,17 +44,6 @@ def test_pose_mae_filters_and_wraps():
     assert r["yaw"] == pytest.approx(2.0) and r["pitch"] == pytest.approx(0.5)  # 179 vs −179 is 2°, not 358°
     f = pose_mae(pred, truth, limit=99.0)
     assert (f["n"], f["excluded"]) == (1, 3) and f["yaw"] == pytest.approx(2.0)
-
-
-def test_nme_and_yaw_bins_by_hand():
-    truth = np.zeros((3, 68, 2))
-    truth[:, :, 0] = np.linspace(0, 40, 68)
-    truth[:, :, 1] = np.linspace(0, 10, 68)  # box 40 x 10: normaliser 20
-    pred = truth + [[[1.0, 0]], [[2.0, 0]], [[0, 4.0]]]
-    assert np.allclose(nme(pred, truth), [0.05, 0.1, 0.2])
-    r = yaw_binned_nme(pred, truth, np.array([10.0, -45.0, 80.0]))
-    assert r["0-30"]["nme"] == pytest.approx(5.0) and r["30-60"]["nme"] == pytest.approx(10.0)
-    assert r["60-90"]["nme"] == pytest.approx(20.0) and r["mean"] == pytest.approx(35 / 3)
 
 
 def test_media_averaged_templates():
@@ -100,6 +78,7 @@ def test_verification_on_a_bin_and_a_malicious_one_refused(tiny_model, tmp_path)
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "ev" / "verification.json").read_text())["result"]["lfw"]
     assert rep["pairs"] == 20 and 0 <= rep["accuracy"] <= 1  # random weights: plumbing only
+    assert rep["threshold_cosine"] == pytest.approx(1 - rep["threshold"] / 2)
 
     class Evil:
         def __reduce__(self):
@@ -134,6 +113,13 @@ def test_ijbc_meta_files_in_the_real_format(tiny_model, tmp_path):
         and rep["pairs"] == 4
         and set(rep["tar_at_far"]) == {"1e-06", "1e-05", "0.0001", "0.001", "0.01", "0.1"}
     )
+    assert rep["features"] == {"flip": "sum", "per_image_normalised": False, "faceness_weighted": True}
+    assert "not normalised per image, × the detector's faceness score" in (tmp_path / "ev" / "ijbc.md").read_text()
+    res = CliRunner().invoke(app, ["eval", "ijbc", "--model", str(tiny_model), "--root", str(tmp_path), "--out",
+                                   str(tmp_path / "ev2"), "--normalise-images", "--no-faceness"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep2 = json.loads((tmp_path / "ev2" / "ijbc.json").read_text())["result"]
+    assert rep2["features"] == {"flip": "sum", "per_image_normalised": True, "faceness_weighted": False}
     assert sum(rep[b]["pairs"] for b in ("soft", "medium", "hard")) >= 1
 
 
@@ -150,8 +136,9 @@ def test_aflw2000_counts_the_filtered_images(tiny_model, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "ev" / "aflw2000.json").read_text())["result"]
     assert rep["images"] == 3 and (rep["pose"]["n"], rep["pose"]["excluded"]) == (2, 1)
-    assert (
-        rep["nme"]["0-30"]["n"] == 1
-        and rep["nme"]["30-60"]["n"] == 1
-        and (tmp_path / "ev" / "aflw2000_ced.png").exists()
-    )
+    # 0.2 rad = 11.5°, 0.9 rad = 51.6°, 1.9 rad = 108.9°: kept in the NME's third bin (3DDFA)
+    assert [rep["nme"][b]["n"] for b in ("0-30", "30-60", "60-90")] == [1, 1, 1]
+    assert set(rep["failure_rate"]) == {"0.08", "0.1"} and 0 <= rep["auc"]["0.1"] <= 1
+    assert (tmp_path / "ev" / "aflw2000_ced.png").exists()
+    md = (tmp_path / "ev" / "aflw2000.md").read_text()
+    assert "AUC@0.10" in md and "mean of bins" in md

@@ -1,49 +1,60 @@
-"""The metrics themselves, vectorised (no Python loop per pair).
+"""The metrics themselves, vectorised, each equal to the reference implementation it names.
 
-- `ten_fold_accuracy`: insightface's `eval/verification.py` protocol — Euclidean distance between
-  normalised embeddings, thresholds 0, 0.01, …, 4, ten consecutive folds; each fold's accuracy at
-  the threshold best on the other nine; mean and std over folds.
-- `tar_at_far`: TAR at each FAR from the ROC of template-pair scores, as insightface's IJB-C
-  script reads it (the ROC point whose FPR is nearest the FAR).
-- `pose_mae`, `nme`, `yaw_binned_nme`: AFLW2000-3D / BIWI (3DDFA protocol, NME by sqrt(w·h) of
-  the ground-truth 68-point box), with the |angle| ≤ 99° filter counted.
+- `ten_fold_accuracy`: insightface `recognition/arcface_torch/eval/verification.py` (`calculate_roc`):
+  the **squared** Euclidean distance of L2-normalised embeddings, thresholds
+  `np.arange(0, 4, 0.01)` (same if d² < t), ten consecutive folds (sklearn `KFold`, no shuffle);
+  each fold's accuracy at the first threshold best on the other nine; mean and std over folds.
+- `tar_at_far`: insightface `recognition/arcface_torch/eval_ijbc.py`: sklearn `roc_curve` (its
+  default `drop_intermediate=True`), then the ROC point whose FPR is nearest each FAR; among equally
+  near points the highest TPR (the script flips the curve and takes the first minimum).
+- `pose_mae`, `nme`, `yaw_binned_nme`: AFLW2000-3D / BIWI. NME by sqrt(w·h) of the ground-truth
+  68-point box and the |yaw| bins [0, 30], (30, 60], > 60 with the mean of the three bin means, as
+  3DDFA's `benchmark_aflw2000.py` (`calc_nme`, `ana`); the |angle| ≤ 99° pose filter is counted.
+- `failure_rate_auc`, `ced`: failure rate and AUC of the cumulative error distribution up to a
+  threshold, as PIPNet's `compute_fr_and_auc` (the definition the 300W/WFLW literature reports).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.integrate import simpson
+from sklearn.metrics import roc_curve
+
+VERIFICATION_THRESHOLDS = np.arange(0, 4, 0.01)  # insightface's grid, in squared-distance units
 
 
-def ten_fold_accuracy(dist: np.ndarray, issame: np.ndarray, folds: int = 10) -> tuple[float, float, float]:
-    """(mean accuracy, std, mean best threshold) over folds; dist: Euclidean distances of pairs."""
-    thresholds = np.arange(0, 4, 0.01)
-    pred = dist[None, :] < thresholds[:, None]  # (T, N): same-person predictions at every threshold
+def squared_distances(emb1: np.ndarray, emb2: np.ndarray) -> np.ndarray:
+    """insightface's `dist = np.sum(np.square(embeddings1 - embeddings2), 1)`."""
+    return np.sum(np.square(np.asarray(emb1, float) - np.asarray(emb2, float)), axis=1)
+
+
+def ten_fold_accuracy(sq_dist: np.ndarray, issame: np.ndarray, folds: int = 10) -> tuple[float, float, float]:
+    """(mean accuracy, std, mean best threshold) over folds; sq_dist: SQUARED Euclidean distances.
+
+    The threshold is in insightface's units (squared distance of unit vectors, 0–4; the cosine
+    threshold is 1 − t/2). Folds are consecutive, as `KFold(n_splits=folds, shuffle=False)`:
+    np.array_split makes the same split (the first n mod k folds one pair longer)."""
+    sq_dist, issame = np.asarray(sq_dist, float), np.asarray(issame, bool)
+    pred = sq_dist[None, :] < VERIFICATION_THRESHOLDS[:, None]  # (T, N): same-person at every threshold
     correct = pred == issame[None, :]
-    idx = np.arange(len(dist))
+    idx = np.arange(len(sq_dist))
     accs, best = [], []
     for test in np.array_split(idx, folds):
         train = np.setdiff1d(idx, test)
-        t = int(np.argmax(correct[:, train].mean(axis=1)))
-        best.append(thresholds[t])
+        t = int(np.argmax(correct[:, train].mean(axis=1)))  # first maximum, as np.argmax in the reference
+        best.append(VERIFICATION_THRESHOLDS[t])
         accs.append(correct[t, test].mean())
     return float(np.mean(accs)), float(np.std(accs)), float(np.mean(best))
 
 
-def roc(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds) at every distinct score, descending (as sklearn's roc_curve)."""
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order].astype(np.int64)
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
-    fpr = np.r_[0.0, fps / max(len(y) - y.sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, s[distinct]]
-
-
 def tar_at_far(scores: np.ndarray, labels: np.ndarray, fars=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)) -> dict[str, float]:
-    fpr, tpr, _ = roc(scores, labels)
-    return {f"{far:g}": float(tpr[int(np.argmin(np.abs(fpr - far)))]) for far in fars}
+    """TPR at the ROC point nearest each FAR; ties → the last (highest-TPR) point, as insightface."""
+    fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), np.asarray(scores, float))
+    out = {}
+    for far in fars:
+        d = np.abs(fpr - far)
+        out[f"{far:g}"] = float(tpr[np.flatnonzero(d == d.min())[-1]])
+    return out
 
 
 def pose_mae(pred: np.ndarray, truth: np.ndarray, limit: float | None = 99.0) -> dict:
@@ -65,20 +76,35 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - truth, axis=2).mean(axis=1) / np.sqrt(wh[:, 0] * wh[:, 1])
 
 
-def yaw_binned_nme(pred: np.ndarray, truth: np.ndarray, yaw: np.ndarray) -> dict:
-    """NME (%) for |yaw| in [0, 30), [30, 60), [60, 90] and their mean (3DDFA protocol)."""
-    e = nme(pred, truth) * 100
+def yaw_bins(yaw: np.ndarray) -> dict[str, np.ndarray]:
+    """3DDFA's |yaw| bins: [0, 30], (30, 60], > 60 (every face beyond 60°, also beyond 90°)."""
     a = np.abs(np.asarray(yaw, float))
-    bins = {"0-30": a < 30, "30-60": (a >= 30) & (a < 60), "60-90": (a >= 60) & (a <= 90)}
-    out = {k: {"nme": float(e[m].mean()) if m.any() else None, "n": int(m.sum())} for k, m in bins.items()}
+    return {"0-30": a <= 30, "30-60": (a > 30) & (a <= 60), "60-90": a > 60}
+
+
+def yaw_binned_nme(pred: np.ndarray, truth: np.ndarray, yaw: np.ndarray) -> dict:
+    """NME (%) per 3DDFA |yaw| bin, `mean` = mean of the three bin means (3DDFA's headline figure),
+    `all` = mean over faces."""
+    e = nme(pred, truth) * 100
+    out = {k: {"nme": float(e[m].mean()) if m.any() else None, "n": int(m.sum())} for k, m in yaw_bins(yaw).items()}
     vals = [v["nme"] for v in out.values() if v["nme"] is not None]
     out["mean"] = float(np.mean(vals)) if vals else None
     out["all"] = float(e.mean()) if len(e) else None
     return out
 
 
-def ced(errors: np.ndarray, upto: float = 0.1, steps: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative error distribution: fraction of samples with error ≤ x for x in [0, upto]."""
-    x = np.linspace(0, upto, steps)
+def ced(errors: np.ndarray, upto: float = 0.1, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: fraction of samples with error ≤ x for x = 0, step, …, upto."""
+    x = np.arange(0, upto + step, step)
     e = np.sort(np.asarray(errors, float))
     return x, np.searchsorted(e, x, side="right") / max(len(e), 1)
+
+
+def failure_rate_auc(errors: np.ndarray, threshold: float, step: float = 1e-4) -> tuple[float, float]:
+    """(failure rate, AUC) at `threshold`, as PIPNet's `compute_fr_and_auc`.
+
+    Failure rate = 1 − CED(threshold), the share of faces whose NME exceeds it. AUC = the area under
+    the CED on [0, threshold] by Simpson's rule on the grid 0, step, …, threshold, divided by the
+    threshold: normalised to [0, 1], 1 for a method with zero error on every face."""
+    x, y = ced(errors, threshold, step)
+    return float(1.0 - y[-1]), float(simpson(y, x=x) / threshold)

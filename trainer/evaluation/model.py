@@ -53,7 +53,12 @@ class EvalModel:
             res["landmarks"] = res["landmarks"].reshape(-1, 68, 2)
         return res
 
+    def flip_sum(self, images: np.ndarray) -> np.ndarray:
+        """Embedding of each image plus that of its mirror, NOT normalised (insightface's IJB-C
+        features: the norm is kept so that it weights the template average)."""
+        return self(images)["embedding"] + self(images[:, :, ::-1])["embedding"]
+
     def embed_with_flip(self, images: np.ndarray) -> np.ndarray:
-        """Embedding of each image plus that of its mirror, normalised (insightface's protocol)."""
-        e = self(images)["embedding"] + self(images[:, :, ::-1])["embedding"]
+        """The flip-summed embedding, L2-normalised (insightface's verification protocol)."""
+        e = self.flip_sum(images)
         return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)

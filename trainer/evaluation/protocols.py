@@ -8,7 +8,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pltd.trainer.evaluation.metrics import ced, nme, pose_mae, tar_at_far, ten_fold_accuracy, yaw_binned_nme
+from pltd.trainer.evaluation.metrics import (
+    ced,
+    failure_rate_auc,
+    nme,
+    pose_mae,
+    squared_distances,
+    tar_at_far,
+    ten_fold_accuracy,
+    yaw_binned_nme,
+    yaw_bins,
+)
 from pltd.trainer.evaluation.model import EvalModel
 
 
@@ -18,7 +28,8 @@ def _decode_resized(data: bytes, size: int) -> np.ndarray:
 
 
 def verification(model: EvalModel, bins: list[str]) -> dict:
-    """10-fold accuracy on insightface .bin pair files (LFW, CFP-FP, AgeDB-30 …)."""
+    """10-fold accuracy on insightface .bin pair files (LFW, CFP-FP, AgeDB-30 …), insightface's
+    protocol: flip-summed normalised embeddings, thresholds on the squared distance (metrics.py)."""
     from pltd.stages.identities.calibrate import load_bin
 
     out = {}
@@ -26,9 +37,10 @@ def verification(model: EvalModel, bins: list[str]) -> dict:
         images, issame = load_bin(path)
         x = np.stack([_decode_resized(b, model.size) for b in images])
         emb = model.embed_with_flip(x)
-        dist = np.linalg.norm(emb[0::2] - emb[1::2], axis=1)
-        acc, std, thr = ten_fold_accuracy(dist, issame)
-        out[Path(path).stem] = {"accuracy": acc, "std": std, "threshold": thr, "pairs": int(len(issame))}
+        acc, std, thr = ten_fold_accuracy(squared_distances(emb[0::2], emb[1::2]), issame)
+        out[Path(path).stem] = {"accuracy": acc, "std": std, "pairs": int(len(issame)),
+                                "threshold": thr, "threshold_units": "squared Euclidean distance (insightface)",
+                                "threshold_cosine": 1.0 - thr / 2}  # fmt: skip
     return out
 
 
@@ -60,15 +72,33 @@ def pair_scores(tids: np.ndarray, tf: np.ndarray, t1: np.ndarray, t2: np.ndarray
 
 
 def read_ijbc_meta(root: Path) -> dict:
+    """insightface's IJB-C meta files; `faceness` is the last column of `ijbc_name_5pts_score.txt`."""
     meta = root / "meta"
     faces = np.loadtxt(meta / "ijbc_face_tid_mid.txt", dtype=str, ndmin=2)
     pairs = np.loadtxt(meta / "ijbc_template_pair_label.txt", dtype=np.int64, ndmin=2)
     lmk = np.loadtxt(meta / "ijbc_name_5pts_score.txt", dtype=str, ndmin=2)
+    if lmk.shape[1] != 12:
+        raise ValueError(f"{meta / 'ijbc_name_5pts_score.txt'}: {lmk.shape[1]} columns, expected 12 "
+                         "(name, 5 points x y, faceness score)")  # fmt: skip
+    if len(lmk) != len(faces) or (lmk[:, 0] != faces[:, 0]).any():
+        raise ValueError(f"{meta}: ijbc_name_5pts_score.txt and ijbc_face_tid_mid.txt list different images "
+                         "(insightface pairs their rows by position)")  # fmt: skip
     return {"names": faces[:, 0], "templates": faces[:, 1].astype(np.int64), "medias": faces[:, 2].astype(np.int64),
-            "pairs": pairs, "five": lmk[:, 1:11].astype(float).reshape(-1, 5, 2)}  # fmt: skip
+            "pairs": pairs, "five": lmk[:, 1:11].astype(float).reshape(-1, 5, 2),
+            "faceness": lmk[:, 11].astype(np.float32)}  # fmt: skip
 
 
-def ijbc(model: EvalModel, root: str | Path) -> dict:
+def image_features(flip_sum: np.ndarray, faceness: np.ndarray, normalise_images: bool = False,
+                   use_faceness: bool = True) -> np.ndarray:  # fmt: skip
+    """Per-image IJB-C features as insightface's `eval_ijbc.py` (use_norm_score, use_detector_score):
+    by default the flip sum keeps its norm and is multiplied by the detector's faceness score."""
+    f = np.asarray(flip_sum, float)
+    if normalise_images:
+        f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return f * np.asarray(faceness, float)[:, None] if use_faceness else f
+
+
+def ijbc(model: EvalModel, root: str | Path, normalise_images: bool = False, use_faceness: bool = True) -> dict:
     """IJB-C 1:1: TAR@FAR over all template pairs, and per probe yaw bucket (soft/medium/hard)."""
     from pltd.stages.identities.align import ARCFACE_112, similarity, warp
 
@@ -79,16 +109,17 @@ def ijbc(model: EvalModel, root: str | Path) -> dict:
         img = np.asarray(Image.open(root / "loose_crop" / name).convert("RGB"))
         images.append(warp(img, similarity(five, ARCFACE_112 * model.size / 112), model.size))
     x = np.stack(images)
-    emb = model.embed_with_flip(x)
+    emb = image_features(model.flip_sum(x), meta["faceness"], normalise_images, use_faceness)
     out = model(x)
     yaw = out["pose"][:, 0] if "pose" in out else None
     tids, tf = template_features(emb, meta["templates"], meta["medias"])
     t1, t2, label = meta["pairs"][:, 0], meta["pairs"][:, 1], meta["pairs"][:, 2]
     scores = pair_scores(tids, tf, t1, t2)
-    report = {"templates": int(len(tids)), "pairs": int(len(t1)), "tar_at_far": tar_at_far(scores, label)}
+    report = {"templates": int(len(tids)), "pairs": int(len(t1)), "tar_at_far": tar_at_far(scores, label),
+              "features": {"flip": "sum", "per_image_normalised": normalise_images,
+                           "faceness_weighted": use_faceness}}  # fmt: skip
     if yaw is not None:
-        for name, lo, hi in (("soft", 0, 30), ("medium", 30, 60), ("hard", 60, 90.01)):
-            sel = (np.abs(yaw) >= lo) & (np.abs(yaw) < hi)
+        for name, sel in zip(("soft", "medium", "hard"), yaw_bins(yaw).values(), strict=True):
             if not sel.any():
                 report[name] = {"pairs": 0}
                 continue
@@ -112,7 +143,8 @@ def face_crops(images: list[np.ndarray], boxes: np.ndarray, size: int, scale: fl
 
 
 def aflw2000(model: EvalModel, root: str | Path) -> dict:
-    """Pose MAE (|angles| ≤ 99°) and 68-point NME by yaw bin on AFLW2000-3D (image + .mat pairs).
+    """Pose MAE (|angles| ≤ 99°) and 68-point NME by 3DDFA's yaw bins on AFLW2000-3D (image + .mat
+    pairs), every face in the NME (none dropped for |yaw| > 90°); failure rate, AUC and CED.
 
     Faces are cropped around the ground-truth 68 points' box × 1.4 (the common protocol); landmarks
     are mapped back to image pixels before the NME."""
@@ -139,9 +171,18 @@ def aflw2000(model: EvalModel, root: str | Path) -> dict:
             [lm * model.size * s + [ox, oy] for lm, (ox, oy, s) in zip(out["landmarks"], maps, strict=True)]
         )
         report["nme"] = yaw_binned_nme(pred, gt_lm, gt_pose[:, 0])
-        xs, ys = ced(nme(pred, gt_lm))
-        report["ced"] = {"x": xs.tolist(), "y": ys.tolist()}
+        report |= nme_summary(nme(pred, gt_lm))
     return report
+
+
+def nme_summary(errors: np.ndarray) -> dict:
+    """Failure rate at NME 0.08 and 0.10, AUC up to 0.10 and the CED curve (PIPNet's definitions)."""
+    fr8, _ = failure_rate_auc(errors, 0.08)
+    fr10, auc10 = failure_rate_auc(errors, 0.10)
+    xs, ys = ced(errors, 0.10, 1e-3)
+    return {"failure_rate": {"0.08": fr8, "0.1": fr10}, "auc": {"0.1": auc10},
+            "auc_definition": "area under the CED on [0, 0.10] (Simpson, step 1e-4) / 0.10; 1 = no error",
+            "ced": {"x": xs.tolist(), "y": ys.tolist()}}  # fmt: skip
 
 
 def biwi(model: EvalModel, npz: str | Path) -> dict:

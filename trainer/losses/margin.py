@@ -3,6 +3,14 @@
     L = −log( e^{s(cos θ_y − m_p)} / (e^{s(cos θ_y − m_p)} + Σ_{j≠y} e^{s cos θ_j}) ),
     m_p = m1 + m2 · γ_P,   γ_P = clip((|yaw| + |pitch| + |roll|) / 180, 0, 1)
 
+Two readings here are interpretations, not the letter of the paper. (1) Eq. 10 as printed has
+cos(θ_y − m_p): taken literally that is an angular margin with the wrong sign (a positive m_p makes
+the target logit larger, an easier target; ArcFace's margin is cos(θ + m)). The text calls the loss
+a large-margin cosine loss built on CosFace and says a larger pose gives a larger margin, so pltd
+uses CosFace's additive cosine margin cos θ_y − m_p, which with m2 = 0 is CosFace exactly. (2) The
+form of the pose ratio γ_P — the sum of |yaw|, |pitch|, |roll| in degrees over 180, clipped to
+[0, 1] (m_p reaches m1 + m2 = 1.0 at a total of 180°) — is pltd's reading, not a printed formula.
+
 Usage: `loss = LPMC(512, n_classes)(embeddings, labels, pose_degrees)`. With `sample_rate < 1`
 the class centres are sampled as Partial FC does (An et al. 2022): every positive class of the
 batch plus random negatives up to `sample_rate` of all classes.
