@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Task = Literal["fr", "fld", "hpe", "blink"]
 
@@ -29,6 +29,12 @@ class TrainConfig(BaseModel):
     lambda2: float = 10.0  # L_HPE weight
     lambda_p: Literal["dynamic", 0, 1] = "dynamic"  # λ_P of Eq. 3: computed per batch (Eq. 9), or fixed
     partial_fc: float = Field(1.0, gt=0, le=1)  # sampled fraction of class centres
+    # related systems' options (issue 15), all off by default
+    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"  # fixed λ1, λ2 or learned (Kendall/MOS)
+    uncertainty_init: Literal["zero", "lambdas"] = "zero"  # start s_i at 0 or at the fixed weights
+    pose_head: Literal["euler", "6d", "heatmap", "heatmap_6d"] = "euler"  # IResNet-Multi's pose branch
+    visibility_head: bool = False  # per-landmark self-occlusion logits (IResNet-Multi)
+    lambda_vis: float = 1.0  # visibility BCE weight (fixed weighting)
     # optimisation
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(20, ge=1)
@@ -50,6 +56,23 @@ class TrainConfig(BaseModel):
     verification: list[str] = []  # insightface .bin pair files to monitor (LFW, CFP-FP, AgeDB)
     verify_every: int = 2000
     mean_face: str | None = None  # for λ_P; default: the shipped one
+
+    @model_validator(mode="after")
+    def _heads_are_network_options(self) -> TrainConfig:
+        """`pose_head` and `visibility_head` build the network, so they go into `arch_kwargs` (which
+        the exported checkpoint records); the defaults leave `arch_kwargs` untouched."""
+        heads = {"pose_head": self.pose_head, "visibility_head": self.visibility_head}
+        heads = {k: v for k, v in heads.items() if v != type(self).model_fields[k].default}
+        for k, v in heads.items():
+            if k in self.arch_kwargs and self.arch_kwargs[k] != v:
+                raise ValueError(f"{k}: {v!r} disagrees with arch_kwargs.{k} = {self.arch_kwargs[k]!r}")
+        if self.pose_head != "euler" and "hpe" not in self.tasks:
+            raise ValueError(f"pose_head: {self.pose_head!r} needs the hpe task")
+        if (self.pose_head.startswith("heatmap") or self.visibility_head) and "fld" not in self.tasks:
+            raise ValueError("pose_head heatmap and visibility_head need the fld task")
+        if heads:
+            self.arch_kwargs = {**self.arch_kwargs, **heads}
+        return self
 
 
 def preset_path(name: str) -> Path:

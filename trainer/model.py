@@ -4,6 +4,14 @@
 
 A network returns a dict (`embedding`, `landmarks`, `pose`) or a plain tensor that the tasks
 split: 139 outputs → 136 landmark fractions + 3 angles (the teacher); 1 output → blink logit.
+
+Options (issue 15, off by default; off, the losses are exactly the paper's): `loss_weighting:
+uncertainty` replaces the fixed weights by learned log-variances (`losses/weighting.py`; the loss
+dict then carries `weight_*` and `log_var_*`); `pose_head: 6d | heatmap_6d` trains the pose branch
+with the geodesic loss (`losses/rotation.py`; `hpe` is then the mean geodesic angle in degrees and
+`hpe_mae` the mean absolute error of the angles read back, for comparison); `visibility_head` adds
+`vis`, a BCE against the self-occlusion of the label's pose (`stages/landmarks/visibility.py`), or
+against the batch's `visible` when the reader provides it.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pltd.networks import create
+from pltd.pose import rotation_torch
 from pltd.trainer.config import TrainConfig
 from pltd.trainer.losses.landmark import fld_loss
 from pltd.trainer.losses.margin import LPMC
 from pltd.trainer.losses.pose import hpe_loss
+from pltd.trainer.losses.rotation import geodesic_loss
+from pltd.trainer.losses.weighting import UncertaintyWeighting
 
 
 def load_mean_face(path: str | None) -> torch.Tensor:
@@ -40,6 +51,16 @@ class TaskModel(nn.Module):
                 self.net.train()
             self.margin = LPMC(dim, n_classes, cfg.s, cfg.m1, cfg.m2, cfg.partial_fc)
         self.register_buffer("mean_face", load_mean_face(cfg.mean_face), persistent=False)
+        if cfg.visibility_head:
+            from pltd.stages.landmarks.visibility import mean_face_normals
+
+            normals = torch.from_numpy(mean_face_normals(cfg.mean_face).astype(np.float32))
+            self.register_buffer("normals", normals, persistent=False)
+        self.weighting = None
+        if cfg.loss_weighting == "uncertainty":
+            tasks = list(cfg.tasks) + (["vis"] if cfg.visibility_head else [])
+            fixed = {"fld": cfg.lambda1, "hpe": cfg.lambda2, "vis": cfg.lambda_vis, "fr": 1.0, "blink": 1.0}
+            self.weighting = UncertaintyWeighting(tasks, fixed if cfg.uncertainty_init == "lambdas" else None)
 
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(x)
@@ -67,10 +88,28 @@ class TaskModel(nn.Module):
             losses |= parts
             total = total + cfg.lambda1 * parts["fld"]
         if "hpe" in cfg.tasks:
-            losses["hpe"] = hpe_loss(out["pose"].float(), batch["pose"].float())
+            if "rotation" in out:  # 6D head: geodesic loss; the angles read back are logged
+                losses["hpe"] = geodesic_loss(out["rotation"], batch["pose"])
+                losses["hpe_mae"] = hpe_loss(out["pose"].detach().float(), batch["pose"].float())
+            else:
+                losses["hpe"] = hpe_loss(out["pose"].float(), batch["pose"].float())
             total = total + cfg.lambda2 * losses["hpe"]
         if "blink" in cfg.tasks:
             losses["blink"] = F.binary_cross_entropy_with_logits(out["blink"].float(), batch["eye_closed"].float())
             total = total + losses["blink"]
+        if "visibility" in out:
+            losses["vis"] = F.binary_cross_entropy_with_logits(out["visibility"].float(), self.visibility_target(batch))
+            total = total + cfg.lambda_vis * losses["vis"]
+        if self.weighting is not None:
+            total, log = self.weighting(losses)
+            losses |= log
         losses["loss"] = total
         return losses
+
+    def visibility_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reader's `visible` column when present, else the self-occlusion of the label's pose."""
+        if "visible" in batch:
+            return batch["visible"].float()
+        from pltd.stages.landmarks.visibility import visible_from_normals
+
+        return visible_from_normals(rotation_torch(batch["pose"].float()), self.normals).float()

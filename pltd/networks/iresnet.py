@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from pltd.networks import register
+from pltd.networks.heads import HeatmapGuide, pose_outputs
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -87,26 +88,54 @@ class IResNet(nn.Module):
         return {"embedding": self.embed(self.layer4(self.stem(x)))}
 
 
-class IResNetMulti(IResNet):
-    """Stages 1–3 shared; stage 4 copied per task with its own head: embedding, 136 landmarks, 3 angles."""
+POSE_HEADS = ("euler", "6d", "heatmap", "heatmap_6d")
 
-    def __init__(self, layers: list[int], dim: int = 512, width: int = 64, input_size: int = 112, dropout: float = 0.0):
+
+class IResNetMulti(IResNet):
+    """Stages 1–3 shared; stage 4 copied per task with its own head: embedding, 136 landmarks, 3 angles.
+
+    Options (issue 15; off by default, and then the network is exactly the paper's, module for
+    module): `pose_head` "6d" (6 outputs → R by Gram–Schmidt, angles read back: `heads.py`),
+    "heatmap" (ATPN: a heatmap of the predicted landmarks fused with stage-2 features into the pose
+    branch's input), "heatmap_6d" (both); `visibility_head` (68 visibility logits from the FLD branch).
+    """
+
+    def __init__(self, layers: list[int], dim: int = 512, width: int = 64, input_size: int = 112, dropout: float = 0.0,
+                 pose_head: str = "euler", visibility_head: bool = False):  # fmt: skip
         super().__init__(layers, dim, width, input_size, dropout)
+        if pose_head not in POSE_HEADS:
+            raise ValueError(f"pose_head {pose_head!r}: expected one of {', '.join(POSE_HEADS)}")
         c, s = width * 8, input_size // 16
+        self.six_d, self.guided = pose_head.endswith("6d"), pose_head.startswith("heatmap")
         self.layer4_fld = copy.deepcopy(self.layer4)
         self.layer4_hpe = copy.deepcopy(self.layer4)
         self.head_fld = EmbeddingHead(c, s, 136, final_bn=False)
-        self.head_hpe = EmbeddingHead(c, s, 3, final_bn=False)
+        self.head_hpe = EmbeddingHead(c, s, 6 if self.six_d else 3, final_bn=False)
         _init(self.layer4_fld)
         _init(self.layer4_hpe)
+        # new modules only when asked for, after the paper's: the default draws the same random init
+        self.guide = HeatmapGuide(width * 2, width * 4) if self.guided else None
+        self.head_vis = EmbeddingHead(c, s, 68, final_bn=False) if visibility_head else None
+        if self.guide is not None:
+            _init(self.guide)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        shared = self.stem(x)
-        return {
-            "embedding": self.embed(self.layer4(shared)),
-            "landmarks": self.head_fld(self.layer4_fld(shared)),
-            "pose": self.head_hpe(self.layer4_hpe(shared)),
-        }
+        if self.guide is None and self.head_vis is None and not self.six_d:
+            shared = self.stem(x)
+            return {
+                "embedding": self.embed(self.layer4(shared)),
+                "landmarks": self.head_fld(self.layer4_fld(shared)),
+                "pose": self.head_hpe(self.layer4_hpe(shared)),
+            }
+        low = self.layer2(self.layer1(self.prelu(self.bn1(self.conv1(x)))))
+        shared = self.layer3(low)
+        fld = self.layer4_fld(shared)
+        out = {"embedding": self.embed(self.layer4(shared)), "landmarks": self.head_fld(fld)}
+        pose_in = shared + self.guide(low, out["landmarks"]) if self.guide is not None else shared
+        out |= pose_outputs(self.head_hpe(self.layer4_hpe(pose_in)), self.six_d)
+        if self.head_vis is not None:
+            out["visibility"] = self.head_vis(fld)
+        return out
 
 
 def _init(m: nn.Module) -> None:
