@@ -38,8 +38,12 @@ def rotation(yaw, pitch, roll) -> np.ndarray:
 
 def angles(r: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of one rotation matrix; the inverse of `rotation`."""
-    roll, yaw, pitch = Rotation.from_matrix(np.asarray(r, float).T).as_euler("ZYX", degrees=True)
-    return float(yaw), float(pitch), float(roll)
+    # R = Rx'(p)·Ry'(y)·Rz'(r): R[0,2] = −sin y, R[1,2] = sin p·cos y, R[2,2] = cos p·cos y,
+    # R[0,1] = cos y·sin r, R[0,0] = cos y·cos r (the same read-out as `angles_torch`)
+    r = np.asarray(r, float)
+    yaw = np.arcsin(np.clip(-r[0, 2], -1.0, 1.0))
+    pitch, roll = np.arctan2(r[1, 2], r[2, 2]), np.arctan2(r[0, 1], r[0, 0])
+    return float(np.degrees(yaw)), float(np.degrees(pitch)), float(np.degrees(roll))
 
 
 def angles_batch(r: np.ndarray) -> np.ndarray:

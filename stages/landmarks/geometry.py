@@ -21,22 +21,13 @@ ALL_POINTS = np.arange(68)
 _P = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # model (y up) → image (y down), orthographic
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    """(n, 3) vectors → (n, 3, 3) cross-product matrices."""
-    z = np.zeros(len(v))
-    return np.stack([z, -v[:, 2], v[:, 1], v[:, 2], z, -v[:, 0], -v[:, 1], v[:, 0], z], axis=1).reshape(-1, 3, 3)
-
-
-def _eye_stack(n: int) -> np.ndarray:
-    out = np.zeros((2 * n, 2))
-    out[0::2, 0] = out[1::2, 1] = 1.0
-    return out
-
-
 def _exp(w: np.ndarray) -> np.ndarray:
     """Rodrigues: rotation vector → matrix."""
-    th = np.linalg.norm(w)
-    k = _skew((w / th)[None])[0] if th > 1e-12 else np.zeros((3, 3))
+    th = float(np.sqrt(w @ w))
+    if th < 1e-12:
+        return np.eye(3)
+    x, y, z = w / th
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
     return np.eye(3) + np.sin(th) * k + (1 - np.cos(th)) * (k @ k)
 
 
@@ -67,14 +58,21 @@ def fit_pose(
     m = np.asarray(model3d, float).reshape(-1, 3)[idx]
     r, s = _initial(x, m)
     t = x.mean(axis=0) - s * (_P @ (r @ m.mean(axis=0)))
+    n = len(x)
+    j = np.zeros((2 * n, 6))
+    j[0::2, 4] = j[1::2, 5] = 1.0  # d res / d t
     for _ in range(iterations):
         q = m @ r.T  # rotated points (n, 3)
-        res = (s * q @ _P.T + t - x).reshape(-1)
-        j_w = (-s * _P[None] @ _skew(q)).reshape(-1, 3)  # d res / d ω for R ← exp(ω)·R
-        j = np.hstack([j_w, (q @ _P.T).reshape(-1, 1), _eye_stack(len(q))])
+        res = np.empty(2 * n)
+        res[0::2] = s * q[:, 0] + t[0] - x[:, 0]
+        res[1::2] = t[1] - s * q[:, 1] - x[:, 1]
+        # d res / d ω for R ← exp(ω)·R (q ← q + ω × q), then d res / d s
+        j[0::2, 1], j[0::2, 2] = s * q[:, 2], -s * q[:, 1]
+        j[1::2, 0], j[1::2, 2] = s * q[:, 2], -s * q[:, 0]
+        j[0::2, 3], j[1::2, 3] = q[:, 0], -q[:, 1]
         step = np.linalg.solve(j.T @ j, -(j.T @ res))  # 6×6 normal equations
         r, s, t = _exp(step[:3]) @ r, s + step[3], t + step[4:6]
-        if np.abs(step[:4]).max() < 1e-7:
+        if np.abs(step[:3]).max() < 1e-6 and abs(step[3]) < 1e-6 * s:  # 6e-5°: converged
             break
     res = project(m, r, s, t) - x
     rms = float(np.sqrt(np.mean(np.sum(res**2, axis=1))))
