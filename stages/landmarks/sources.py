@@ -50,6 +50,7 @@ class FittedPose:
     function, so that selective fitting computes poses only for the samples it keeps."""
 
     mean_face: np.ndarray | None
+    pose_is_fitted = True  # the pose is a fit of the landmarks, not the network's own estimate
 
     def _pose(self, pts: np.ndarray):
         if self.mean_face is None:
@@ -134,6 +135,8 @@ class ResNetTeacher:
     Outputs: landmarks as fractions of the input side (x, y interleaved), then yaw, pitch, roll in
     degrees. Runs batched over every view it is given, on the GPU when there is one.
     """
+
+    pose_is_fitted = False  # it regresses the pose (trained on 300W-LP's Pose_Para)
 
     def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):
         import torch
