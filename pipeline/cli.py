@@ -267,12 +267,24 @@ def train(
         _fail(str(exc))
     if resume and not (out / "checkpoint.pt").is_file():
         _fail(f"--resume: {out / 'checkpoint.pt'} not found")
+    import shlex
+
+    again = ["pltd", "train", "--preset", preset, "--data", str(data), "--out", str(out), "--resume"]
+    again += ["--max-steps", str(max_steps)] if max_steps is not None else []
+    again += [a for s in set_ for a in ("--set", s)]
     try:
         result = run(cfg, str(data), str(out), max_steps=max_steps, resume=resume)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    console.print(f"trained {result['step']} steps ({result['epoch']} epochs done); last losses {result['last']}")
-    console.print(f"{out}/model.pt (pltd checkpoint) and {out}/model.torchscript.pt; logs in {out}/log_rank0.csv")
+    except KeyboardInterrupt:
+        _fail(f"interrupted; the last checkpoint (if any) resumes with: {shlex.join(again)}", 130)
+    if result["interrupted"]:
+        err.print(f"resume with: {shlex.join(again)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130 if result["interrupted"] == "SIGINT" else 143)
+    last = ", ".join(f"{k} {v:.4g}" for k, v in result["last"].items())
+    console.print(f"trained {result['step']} steps ({result['epoch']} epochs done); last losses: {last}")
+    ts = f" and {out}/model.torchscript.pt" if cfg.export_torchscript else ""
+    console.print(f"{out}/model.pt (pltd checkpoint){ts}; training state {out}/checkpoint.pt; logs {out}/log_rank0.csv")
 
 
 eval_app = typer.Typer(help="The paper's evaluation protocols (reports: JSON, Markdown, PNG).", no_args_is_help=True)

@@ -46,10 +46,20 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = 5.0
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = True
-    compile: bool = False
+    compile: bool = True  # torch.compile on CUDA (CPU runs stay eager); false: eager everywhere
+    tf32: bool = True  # CUDA: TF32 tensor cores for fp32 matmuls/convolutions (the fp32 margin head)
     # data and bookkeeping
     shuffle_buffer: int = 2048
-    num_workers: int = 2
+    num_workers: int | None = Field(None, ge=0)  # DataLoader workers; default: CPUs per rank − 1 (≤ 16)
+    prefetch_factor: int = Field(4, ge=1)  # batches each worker keeps ready
+    sources: list[str] = []  # train on rows of these sources only (empty: all)
+    label_kinds: list[Literal["pseudo", "ground_truth"]] = []  # … of these label kinds only (empty: all)
+    balance: Literal["none", "yaw"] = "none"  # yaw: pose-balanced draws, weight ∝ 1 / rows in the yaw bin
+    balance_bins: int = Field(12, ge=1)  # equal-width yaw bins over balance_range
+    balance_range: tuple[float, float] = (-90.0, 90.0)
+    balance_cap: float = Field(4.0, ge=1)  # the most draws of one row per epoch (expected)
+    progress_seconds: float = Field(10.0, gt=0)  # a progress line on stderr at step 1, then this often
+    export_torchscript: bool = False  # also write OUT/model.torchscript.pt (model.pt is always written)
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500

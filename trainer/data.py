@@ -1,34 +1,42 @@
 """PLTD reader for PyTorch: an IterableDataset over Parquet shards (local paths or fsspec URLs).
 
-Splitting: the unit of work is one row group of one shard. Every epoch the list of units is
-shuffled with the same seed on every process (seed + epoch), then unit k goes to reader
-k mod (world_size × num_workers), reader = rank × num_workers + DataLoader worker id: together
-the readers see every row exactly once per epoch, and no row twice. A shuffle buffer mixes rows
-across the units a reader holds.
+Splitting: the unit of work is a row range of one row group of one shard. Every epoch the list of
+units is shuffled with the same seed on every process (seed + epoch), then unit k goes to reader
+k mod R, R = world_size × num_workers, reader = rank × num_workers + DataLoader worker id: together
+the readers see every row exactly once per epoch, and no row twice. When there are fewer units than
+readers (a small PLTD), the epoch's rows are cut into R near-equal row ranges instead, so that every
+rank and worker gets a share. A shuffle buffer mixes rows across the units a reader holds.
+Optional (trainer/sampling.py): a source / label-kind selection, and pose-balanced draws (a unit
+then lists the rows it reads, repeats included).
 
 Per sample (the paper's augmentation): a random square crop of the face region whose side lies
 between `min_face_scale` and `max_face_scale` times the face box side (so each task sees the
 region it needs), resized to `input_size` (112, or 128 for the teacher); landmarks and box move
 with the image; a horizontal flip mirrors the landmarks through the iBUG permutation and negates
-yaw and roll.
+yaw and roll. Images leave the reader as uint8 H×W×3 (RGB): a quarter of float32's bytes through
+worker IPC, collate and the host-to-device copy; `to_model_input` normalises a batch on the device.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+import signal
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import fsspec
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pltd.stages.landmarks.ibug import MIRROR68
+from pltd.trainer.sampling import Balance, Selection, epoch_draws
 
 COLUMNS = ["image_id", "face_id", "image", "width", "height", "bbox", "landmarks", "pose", "label_kind", "eye_closed"]
+Unit = tuple[int, int, Sequence[int]]  # shard, row group, the group's rows to read (a range or an index array)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,39 @@ def dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism), and Ctrl-C left
+    to the main process, which checkpoints and then stops the workers."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W×3 batch → float32 N×3×H×W in [−1, 1], the same values, bit for bit, as the
+    float samples the reader made before (x / 127.5 − 1). The result has channels_last strides
+    (a permuted NHWC tensor); call `.contiguous()` for the NCHW layout."""
+    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def split_rows(units: list[Unit], readers: int) -> list[list[Unit]]:
+    """Cut the units' rows, in order, into `readers` near-equal row ranges (a range may span units)."""
+    sizes = np.array([len(u[2]) for u in units], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(starts[-1])
+    out: list[list[Unit]] = []
+    for r in range(readers):
+        a, b = r * total // readers, (r + 1) * total // readers
+        mine = []
+        for (shard, group, rows), s0, s1 in zip(units, starts[:-1], starts[1:], strict=True):
+            lo, hi = max(a, s0), min(b, s1)
+            if lo < hi:
+                mine.append((shard, group, rows[lo - s0 : hi - s0]))
+        out.append(mine)
+    return out
 
 
 def crop_sample(jpeg: bytes, landmarks: np.ndarray, bbox: np.ndarray, rng: random.Random, a: Augment):
@@ -102,7 +143,8 @@ def flip_sample(image: np.ndarray, pts: np.ndarray, bbox: np.ndarray, pose: np.n
 
 
 class PLTDDataset(IterableDataset):
-    """Stream training samples from PLTD shards; call `set_epoch` before each epoch."""
+    """Stream training samples from PLTD shards; call `set_epoch` before each epoch (it reaches
+    persistent DataLoader workers too: the epoch lives in shared memory)."""
 
     def __init__(
         self,
@@ -113,27 +155,79 @@ class PLTDDataset(IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        select: Selection = Selection(),
+        balance: Balance | None = None,
     ):
         self.shards = list(shards)
-        self.units = row_group_units(self.shards)
+        self.groups = row_group_units(self.shards)
         self.augment, self.shuffle, self.buffer_size, self.seed = augment, shuffle, buffer_size, seed
         self.rank, self.world_size = rank, world_size
-        self.epoch = 0
+        self.select, self.balance = select, balance
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._plan: tuple[tuple[int, int], list[list[Unit]]] | None = None
+        self.kept, self.yaw = self._index()
+
+    def _index(self) -> tuple[list[Sequence[int]], np.ndarray | None]:
+        """The rows of every row group the selection keeps, and their yaw when balancing; without
+        either option nothing but the footers is read."""
+        columns = self.select.columns() + (["pose"] if self.balance else [])
+        if not columns:
+            return [range(n) for _, _, n in self.groups], None
+        kept, yaws, files = [], [], {}
+        for shard, group, _ in self.groups:
+            f = files.setdefault(shard, pq.ParquetFile(_open(self.shards[shard])))
+            t = f.read_row_group(group, columns=columns)
+            rows = np.flatnonzero(self.select.mask(t)) if self.select.active else np.arange(t.num_rows)
+            kept.append(rows)
+            if self.balance:
+                pose = t.column("pose").combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
+                yaws.append(pose[rows, 0])
+        if not sum(len(r) for r in kept):
+            raise ValueError(f"the training data selection {self._describe()} keeps 0 of "
+                             f"{sum(n for *_, n in self.groups)} rows")  # fmt: skip
+        return kept, (np.concatenate(yaws) if self.balance else None)
+
+    def _describe(self) -> str:
+        parts = [f"{k}={list(v)}" for k, v in (("sources", self.select.sources),
+                                                ("label_kinds", self.select.label_kinds)) if v]  # fmt: skip
+        return ", ".join(parts) or "(all rows)"
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
-        return sum(u[2] for u in self.units)
+        """Rows per epoch (after the selection; pose balancing keeps the length)."""
+        return sum(len(r) for r in self.kept)
 
-    def units_of(self, rank: int, world: int, workers: int, wid: int) -> list[tuple[int, int, int]]:
-        """The units reader (rank, DataLoader worker) gets this epoch."""
-        units = list(self.units)
+    def plan(self, readers: int) -> list[list[Unit]]:
+        """This epoch's units of each of `readers` readers (cached per epoch)."""
+        key = (self.epoch, readers)
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        units: list[Unit] = [(s, g, rows) for (s, g, _), rows in zip(self.groups, self.kept, strict=True)]
+        if self.balance is not None:
+            counts = epoch_draws(self.yaw, self.balance, self.seed, self.epoch)
+            ends = np.cumsum([len(rows) for rows in self.kept])
+            units = [(s, g, np.repeat(np.asarray(rows), c)) for (s, g, rows), c in
+                     zip(units, np.split(counts, ends[:-1]), strict=True)]  # fmt: skip
+        units = [u for u in units if len(u[2])]
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(units)
-        return units[rank * workers + wid :: world * workers]
+        # fewer units than readers (a small PLTD): row ranges, so that every rank and worker has work
+        few = len(units) < readers
+        out = split_rows(units, readers) if few else [units[r::readers] for r in range(readers)]
+        self._plan = (key, out)
+        return out
 
-    def my_units(self) -> list[tuple[int, int, int]]:
+    def units_of(self, rank: int, world: int, workers: int, wid: int) -> list[Unit]:
+        """The units reader (rank, DataLoader worker) gets this epoch."""
+        return self.plan(world * workers)[rank * workers + wid]
+
+    def my_units(self) -> list[Unit]:
         rank, world = dist_info(self.rank, self.world_size)
         info = get_worker_info()
         workers, wid = (info.num_workers, info.id) if info else (1, 0)
@@ -145,7 +239,7 @@ class PLTDDataset(IterableDataset):
         _, world = dist_info(self.rank, self.world_size)
         workers = max(num_workers, 1)
         per_rank = [
-            sum(sum(u[2] for u in self.units_of(r, world, workers, w)) // batch_size for w in range(workers))
+            sum(sum(len(u[2]) for u in self.units_of(r, world, workers, w)) // batch_size for w in range(workers))
             for r in range(world)
         ]
         return min(per_rank)
@@ -153,10 +247,14 @@ class PLTDDataset(IterableDataset):
     def rows(self) -> Iterator[dict]:
         """Rows of this reader's units; vectors come out of Arrow as numpy arrays, not Python lists."""
         open_files: dict[int, pq.ParquetFile] = {}
-        for shard, group, _ in self.my_units():
+        for shard, group, take in self.my_units():
             if shard not in open_files:
                 open_files[shard] = pq.ParquetFile(_open(self.shards[shard]))
             t = open_files[shard].read_row_group(group, columns=COLUMNS)
+            if isinstance(take, range):
+                t = t.slice(take.start, len(take)) if len(take) < t.num_rows else t
+            else:
+                t = t.take(pa.array(np.asarray(take, np.int64)))
             vec = {c: t.column(c).combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
                    for c in ("bbox", "landmarks", "pose", "eye_closed")}  # fmt: skip
             ids, faces = t.column("image_id").to_pylist(), t.column("face_id").to_numpy()
@@ -192,9 +290,8 @@ class PLTDDataset(IterableDataset):
         pose = np.asarray(row["pose"], np.float32)
         if rng.random() < a.flip:
             image, pts, bbox, pose = flip_sample(image, pts, bbox, pose)
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div_(127.5).sub_(1.0)
         return {
-            "image": x,
+            "image": torch.from_numpy(np.ascontiguousarray(image)),  # S×S×3 uint8 RGB
             "landmarks": torch.from_numpy((pts / a.input_size).astype(np.float32)),  # fractions of the input side
             "bbox": torch.from_numpy((bbox / a.input_size).astype(np.float32)),
             "pose": torch.tensor(pose, dtype=torch.float32),
@@ -223,5 +320,5 @@ class BlinkDataset(PLTDDataset):
         crop = eye_crops(np.ascontiguousarray(image), row["landmarks"], self.augment.input_size)[eye]
         if rng.random() < self.augment.flip:
             crop = crop[:, ::-1]
-        x = torch.from_numpy(np.array(crop)).permute(2, 0, 1).contiguous().float().div_(127.5).sub_(1.0)
-        return {"image": x, "eye_closed": torch.tensor(float(row["eye_closed"][eye])), "image_id": row["image_id"]}
+        return {"image": torch.from_numpy(np.ascontiguousarray(crop)),  # S×S×3 uint8 RGB
+                "eye_closed": torch.tensor(float(row["eye_closed"][eye])), "image_id": row["image_id"]}  # fmt: skip

@@ -4,7 +4,13 @@ lr = base · warm-up ramp · lr_decay^epoch (paper: 0.01 × 0.9 per epoch). A ch
 model, optimizer, scheduler, scaler, data position (epoch, batches done in it) and every RNG
 state; `resume` continues as if never stopped (the reader's order is a function of seed and epoch,
 so skipping the batches already done reproduces the stream). Launch several processes with
-`torchrun --nproc_per_node N -m pipeline.cli train …` (gloo on CPU, NCCL on GPU).
+`torchrun --nproc_per_node N -m pltd.pipeline.cli train …` (gloo on CPU, NCCL on GPU).
+
+GPU readiness: losses stay on the device until a logging step (no host sync per step); uint8 NHWC
+batches go to the device through pinned memory and are normalised there; persistent DataLoader
+workers with prefetching; TF32 and torch.compile on CUDA; rank 0 writes checkpoints in the
+background. CPU usability: a progress line from step 1, a start-up estimate, and SIGINT/SIGTERM
+stop at a checkpoint that `--resume` continues.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from pltd.trainer.config import TrainConfig
-from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset
+from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset, to_model_input, worker_init
 from pltd.trainer.model import TaskModel
+from pltd.trainer.runtime import CheckpointWriter, Progress, StopRequest, duration, say
+from pltd.trainer.sampling import Balance, Selection
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -37,10 +45,42 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
+    if device.type == "cpu":
+        # oneDNN's convolution weight-gradient kernel in torch 2.13 corrupted the heap here
+        # ("double free or corruption" inside mkldnn_convolution_backward_weights, seen with gdb);
+        # PyTorch's native CPU convolution trains correctly, at some cost in speed
+        torch.backends.mkldnn.enabled = False
+    elif cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def default_workers() -> int:
+    """DataLoader workers per rank: the CPUs this process may use, shared by the ranks of the node,
+    less one for the training process itself (at least 1, at most 16)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_rank = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return max(1, min(16, per_rank - 1))
+
+
 def dataset_for(cfg: TrainConfig, shards: list[str], rank: int, world: int) -> PLTDDataset:
     cls = BlinkDataset if cfg.tasks == ["blink"] else PLTDDataset
+    lo, hi = cfg.balance_range
+    balance = Balance(cfg.balance_bins, lo, hi, cfg.balance_cap) if cfg.balance == "yaw" else None
     return cls(shards, Augment(input_size=cfg.input_size), buffer_size=cfg.shuffle_buffer, seed=cfg.seed,
-               rank=rank, world_size=world)  # fmt: skip
+               rank=rank, world_size=world, select=Selection(tuple(cfg.sources), tuple(cfg.label_kinds)),
+               balance=balance)  # fmt: skip
+
+
+def loader_for(ds: PLTDDataset, cfg: TrainConfig, workers: int, device: torch.device) -> DataLoader:
+    """One DataLoader for the whole run: its workers persist across epochs (the dataset's epoch is in
+    shared memory) and keep `prefetch_factor` batches ready; pinned memory on CUDA."""
+    extra = {}
+    if workers:
+        extra = {"persistent_workers": True, "prefetch_factor": cfg.prefetch_factor, "worker_init_fn": worker_init}
+    return DataLoader(ds, batch_size=cfg.batch_size, num_workers=workers, drop_last=True,
+                      pin_memory=device.type == "cuda", **extra)  # fmt: skip
 
 
 def n_identities(data: Path) -> int:
@@ -89,14 +129,15 @@ def set_rng_state(state: dict) -> None:
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    """Tensors to the device; the uint8 N×H×W×3 image batch is normalised there (`to_model_input`)."""
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-    if channels_last:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    x = to_model_input(out["image"])  # channels_last strides already
+    out["image"] = x if channels_last else x.contiguous()
     return out
 
 
-def train_step(model, batch: dict, optimizer, scheduler, scaler, cfg: TrainConfig, device) -> dict[str, float]:
-    """One optimisation step; returns the losses as floats."""
+def train_step(model, batch: dict, optimizer, scheduler, scaler, cfg: TrainConfig, device) -> dict[str, torch.Tensor]:
+    """One optimisation step; returns the losses as detached tensors (no host sync)."""
     with autocast(cfg, device):
         losses = model(batch)
     optimizer.zero_grad(set_to_none=True)
@@ -107,16 +148,39 @@ def train_step(model, batch: dict, optimizer, scheduler, scaler, cfg: TrainConfi
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
-    return {k: float(v.detach()) for k, v in losses.items()}
+    return {k: v.detach() for k, v in losses.items()}
+
+
+def as_floats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The loss tensors as floats, with one device-to-host copy."""
+    if not losses:
+        return {}
+    values = torch.stack([v.float().reshape(()) for v in losses.values()]).tolist()
+    return dict(zip(losses, values, strict=True))
+
+
+def cpu_estimate(model: TaskModel, cfg: TrainConfig, total: int) -> str:
+    """A start-up estimate for a CPU run: one timed forward pass of one image (eval mode, no
+    gradient: no state changes), × 3 for forward + backward, × the batch."""
+    was = model.net.training
+    model.net.eval()
+    x = torch.zeros(1, 3, cfg.input_size, cfg.input_size)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        model.net(x)
+        per_image = time.perf_counter() - t0
+    model.net.train(was)
+    step = 3 * per_image * cfg.batch_size
+    return (f"warning: no GPU: training {cfg.arch} on the CPU ({torch.get_num_threads()} threads, fp32). "
+            f"Estimated ≈ {step:.1f} s per step of {cfg.batch_size} images (a timed forward pass × 3), "
+            f"≈ {duration(step * total)} for {total} steps. For a trial run pass --max-steps N or a smaller "
+            f"--set batch_size=…; train for real on a GPU.")  # fmt: skip
 
 
 def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, resume: bool = False) -> dict:
+    """Train; returns {"step", "epoch", "last", "interrupted"} (interrupted: the signal's name, or None)."""
     rank, world, device = setup_distributed()
-    if device.type == "cpu":
-        # oneDNN's convolution weight-gradient kernel in torch 2.13 corrupted the heap here
-        # ("double free or corruption" inside mkldnn_convolution_backward_weights, seen with gdb);
-        # PyTorch's native CPU convolution trains correctly, at some cost in speed
-        torch.backends.mkldnn.enabled = False
+    configure_backends(cfg, device)
     out_dir, data_dir = Path(out), Path(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     shards = [str(p) for p in sorted(data_dir.glob("part-*.parquet"))]
@@ -126,6 +190,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     ds = dataset_for(cfg, shards, rank, world)
+    workers = cfg.num_workers if cfg.num_workers is not None else default_workers()
     model = TaskModel(cfg, n_identities(data_dir) if "fr" in cfg.tasks else 0).to(device)
     # channels_last on GPUs only: torch 2.13's CPU backward corrupts memory with it here (seen in
     # IResNet training), and on the CPU it buys little for training
@@ -137,7 +202,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None
         )
-    if cfg.compile:
+    if cfg.compile and device.type == "cuda":
         wrapped = torch.compile(wrapped)
     steps_per_epoch = max(1, len(ds) // (cfg.batch_size * world))
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -153,55 +218,97 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
         scaler.load_state_dict(ck["scaler"])
         step, epoch, done_in_epoch = ck["step"], ck["epoch"], ck["batches_done_in_epoch"]
         set_rng_state(ck["rng"])
-    log_path = out_dir / f"log_rank{rank}.csv"
-    writer = _tensorboard(out_dir) if rank == 0 else None
-    last: dict[str, float] = {}
-    t0, seen = time.perf_counter(), 0
     total = max_steps if max_steps is not None else cfg.epochs * steps_per_epoch
-    while step < total and epoch < cfg.epochs:
-        ds.set_epoch(epoch)
-        epoch_steps = ds.steps_every_rank_can_take(cfg.batch_size, cfg.num_workers) if world > 1 else None
-        loader = DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=True,
-                            persistent_workers=False)  # fmt: skip
-        for b, batch in enumerate(loader):
-            if epoch_steps is not None and b >= epoch_steps:
-                break  # the other ranks have no more batches this epoch
-            if b < done_in_epoch:
-                continue  # resuming: these batches were trained on before the checkpoint
-            wrapped.train()
-            last = train_step(wrapped, to_device(batch, device, cl), optimizer, scheduler, scaler, cfg, device)
-            step, done_in_epoch, seen = step + 1, b + 1, seen + len(batch["image"])
-            if rank == 0 and (step % cfg.log_every == 0 or step == total):
-                _log(log_path, writer, step, epoch, scheduler.get_last_lr()[0], last, seen / (time.perf_counter() - t0))
-            if rank == 0 and cfg.verification and step % cfg.verify_every == 0:
-                _verify(model, cfg, device, out_dir, step)
-            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
-                save_training_checkpoint(
-                    ckpt_path, model, optimizer, scheduler, scaler, step, epoch, done_in_epoch, cfg
-                )
-            if step >= total:
+    main = rank == 0
+    if main:
+        say(f"pltd train: {cfg.preset} ({cfg.arch}, tasks {'+'.join(cfg.tasks)}) on {device}, world {world}; "
+            f"{len(ds):,} rows {ds._describe()} → {steps_per_epoch:,} steps/epoch; batch {cfg.batch_size}, "
+            f"{workers} loader workers; {total:,} steps to go to")  # fmt: skip
+        if resume:
+            say(f"resumed from {ckpt_path} at step {step} (epoch {epoch}, {done_in_epoch} batches into it)")
+        if device.type == "cpu" and step < total:
+            say(cpu_estimate(model, cfg, total - step))
+    log_path = out_dir / f"log_rank{rank}.csv"
+    writer = _tensorboard(out_dir) if main else None
+    ckpt = CheckpointWriter()
+    stop = StopRequest()
+    stop.install()
+    progress = Progress(total, step, cfg.progress_seconds)
+    last: dict[str, torch.Tensor] = {}
+    t0, seen, since = time.perf_counter(), 0, 0
+    loader = loader_for(ds, cfg, workers, device)
+
+    def state() -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "batches_done_in_epoch": done_in_epoch,
+                "rng": rng_state(), "config": cfg.model_dump()}  # fmt: skip
+
+    stopped = False  # a stop request every rank has agreed on
+    try:
+        while step < total and epoch < cfg.epochs and not stopped:
+            ds.set_epoch(epoch)
+            epoch_steps = ds.steps_every_rank_can_take(cfg.batch_size, workers) if world > 1 else None
+            for b, batch in enumerate(loader):
+                if epoch_steps is not None and b >= epoch_steps:
+                    break  # the other ranks have no more batches this epoch
+                if b < done_in_epoch:
+                    continue  # resuming: these batches were trained on before the checkpoint
+                wrapped.train()
+                last = train_step(wrapped, to_device(batch, device, cl), optimizer, scheduler, scaler, cfg, device)
+                n = len(batch["image"])
+                step, done_in_epoch, seen, since = step + 1, b + 1, seen + n, since + n
+                log_now = step % cfg.log_every == 0 or step == total
+                if main and (log_now or progress.due(step)):
+                    values = as_floats(last)  # the only host sync: logging steps
+                    if log_now:
+                        ips = seen / (time.perf_counter() - t0)
+                        _log(log_path, writer, step, epoch, scheduler.get_last_lr()[0], values, ips)
+                    if progress.due(step):
+                        say(progress.line(step, epoch, since, values))
+                        since = 0
+                if main and cfg.verification and step % cfg.verify_every == 0:
+                    _verify(model, cfg, device, out_dir, step)
+                if main and step % cfg.checkpoint_every == 0 and step < total:
+                    ckpt.save(ckpt_path, state(), step)
+                stopped = _stopping(stop, world, device, log_now)
+                if step >= total or stopped:
+                    break
+            if step >= total or stopped:
                 break
-        if step >= total:
-            break
-        epoch, done_in_epoch = epoch + 1, 0
-    if rank == 0:
-        save_training_checkpoint(ckpt_path, model, optimizer, scheduler, scaler, step, epoch, done_in_epoch, cfg)
-        export_inference(model, cfg, out_dir / "model.pt")
-    if writer is not None:
-        writer.close()
-    return {"step": step, "epoch": epoch, "last": last}
+            epoch, done_in_epoch = epoch + 1, 0
+        if main:
+            if ckpt.last_step != step:
+                ckpt.save(ckpt_path, state(), step, wait=True)
+            ckpt.wait()
+            if stopped:
+                say(f"stopped at step {step} by {stop.name}; checkpoint {ckpt_path}")
+            else:
+                export_inference(model, cfg, out_dir / "model.pt")
+    finally:
+        stop.restore()
+        ckpt.wait()
+        if writer is not None:
+            writer.close()
+    return {"step": step, "epoch": epoch, "last": as_floats(last), "interrupted": stop.name if stopped else None}
 
 
-def save_training_checkpoint(path, model, optimizer, scheduler, scaler, step, epoch, done, cfg) -> None:
-    tmp = Path(str(path) + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "batches_done_in_epoch": done,
-                "rng": rng_state(), "config": cfg.model_dump()}, tmp)  # fmt: skip
-    tmp.replace(path)
+def _stopping(stop: StopRequest, world: int, device: torch.device, sync_point: bool) -> bool:
+    """Whether to stop now. Under DDP every rank must stop at the same step, so the ranks agree at
+    logging steps only (one tiny all-reduce there, none in between)."""
+    if world == 1:
+        return stop.signum is not None
+    if not sync_point:
+        return False
+    flag = torch.tensor([stop.signum or 0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    if flag.item() and not stop.signum:
+        stop.signum = int(flag.item())
+    return bool(flag.item())
 
 
 def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
-    """The network alone as a pltd checkpoint (what the pipeline's backends load) + TorchScript."""
+    """The network alone as a pltd checkpoint (what the pipeline's backends load); TorchScript too
+    when `export_torchscript` is set."""
     from pltd.checkpoints import save_checkpoint
 
     task = {"fr": "face_recognition", "blink": "blink"}.get(cfg.tasks[0], "landmarks_pose")
@@ -209,6 +316,8 @@ def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
         task = "multitask"
     net = model.net
     save_checkpoint(path, net, cfg.arch, task, cfg.input_size, arch_kwargs=cfg.arch_kwargs, preset=cfg.preset)
+    if not cfg.export_torchscript:
+        return
     was = net.training
     net.eval()
     with torch.no_grad():

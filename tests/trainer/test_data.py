@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from pltd.schemas import PLTD
-from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
+from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample, to_model_input
 
 
 def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7) -> list[str]:
@@ -84,10 +84,65 @@ def test_crop_keeps_landmarks_on_the_image_content():
 def test_sample_tensors(tmp_path):
     ds = PLTDDataset(synthetic_shards(tmp_path, 1, 10), Augment(input_size=112), shuffle=False)
     s = next(iter(ds))
-    assert s["image"].shape == (3, 112, 112) and s["image"].dtype == torch.float32
-    assert s["image"].min() >= -1.0 and s["image"].max() <= 1.0
+    assert s["image"].shape == (112, 112, 3) and s["image"].dtype == torch.uint8  # HWC RGB, normalised on device
     assert s["landmarks"].shape == (68, 2) and s["pose"].shape == (3,) and s["face_id"].dtype == torch.int64
     assert len(ds) == 10
+
+
+def test_uint8_batches_normalise_to_the_float_path_bit_for_bit(tmp_path):
+    """Consistency (pltd vs pltd): the uint8 NHWC batch normalised by `to_model_input` equals, bit for
+    bit, the float32 samples the reader used to make on the CPU (x / 127.5 − 1 per sample, NCHW), in
+    both memory layouts the trainer uses."""
+    ds = PLTDDataset(synthetic_shards(tmp_path, 1, 24), Augment(input_size=112), seed=5)
+    batch = next(iter(DataLoader(ds, batch_size=12, num_workers=0)))
+    assert batch["image"].shape == (12, 112, 112, 3) and batch["image"].dtype == torch.uint8
+    # the former sample path, verbatim: torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()…
+    before = torch.stack([torch.from_numpy(np.array(img.numpy())).permute(2, 0, 1).contiguous().float().div_(127.5)
+                          .sub_(1.0) for img in batch["image"]])  # fmt: skip
+    after = to_model_input(batch["image"])
+    assert after.dtype == torch.float32 and after.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(after, before) and torch.equal(after.contiguous(), before)
+    assert before.min() >= -1.0 and before.max() <= 1.0 and before.std() > 0.1  # real images, not a constant
+
+
+def _read_epoch(shards, world, workers, epoch=0, **kw) -> list[list[str]]:
+    """image_ids each rank reads in one epoch through real DataLoaders."""
+    out = []
+    for rank in range(world):
+        ds = PLTDDataset(shards, Augment(input_size=16), buffer_size=4, seed=3, rank=rank, world_size=world, **kw)
+        ds.set_epoch(epoch)
+        out.append([i for b in DataLoader(ds, batch_size=2, num_workers=workers) for i in b["image_id"]])
+    return out
+
+
+def test_fewer_row_groups_than_readers_splits_row_ranges(tmp_path):
+    """Consistency: 2 row groups, 3 ranks × 2 workers = 6 readers: every rank gets rows (before, 4 of
+    the 6 readers got nothing), each row exactly once per epoch, the same split on every run."""
+    shards = synthetic_shards(tmp_path, n_shards=1, rows=20, group=10)
+    assert pq.ParquetFile(shards[0]).metadata.num_row_groups == 2
+    per_rank = _read_epoch(shards, world=3, workers=2)
+    seen = [i for r in per_rank for i in r]
+    assert sorted(seen) == sorted(f"r{k}" for k in range(20))  # exactly once
+    assert sorted(map(len, per_rank)) == [6, 7, 7]  # near-equal shares: 20 rows cut into 6 ranges of 3–4
+    assert _read_epoch(shards, world=3, workers=2) == per_rank  # deterministic
+    ds = PLTDDataset(shards, Augment(input_size=16), seed=3, rank=0, world_size=3)
+    assert sorted(sum(len(rows) for *_, rows in units) for units in ds.plan(6)) == [3, 3, 3, 3, 4, 4]
+
+
+def test_persistent_workers_see_set_epoch(tmp_path):
+    """Consistency: the epoch reaches persistent DataLoader workers (shared memory), so each epoch is
+    reshuffled and still read exactly once."""
+    shards = synthetic_shards(tmp_path, n_shards=2, rows=12, group=4)
+    ds = PLTDDataset(shards, Augment(input_size=16), buffer_size=4, seed=3)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        epochs.append([i for b in loader for i in b["image_id"]])
+    assert all(sorted(e) == sorted(f"r{k}" for k in range(24)) for e in epochs)
+    assert epochs[0] != epochs[1]
+    ds.set_epoch(1)
+    assert [i for b in DataLoader(ds, batch_size=4, num_workers=2) for i in b["image_id"]] == epochs[1]
 
 
 def test_steps_every_rank_can_take_bounds_each_rank(tmp_path):

@@ -161,7 +161,7 @@ def _ddp_worker(rank: int, port: int, cfg_over: list[str], state: dict, batch: d
 
 
 def test_two_process_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
-    from tests.trainer.test_losses_networks import batch
+    from tests.helpers import train_batch as batch
 
     torch.backends.mkldnn.enabled = False
     # λ_P "dynamic" is a per-batch statistic (Eq. 9), so halves differ from the whole by design: fix it
