@@ -109,8 +109,13 @@ class IdentitiesConfig(Strict):
     calibration_pairs: str | None = None  # insightface .bin, or LFW pairs.txt with calibration_images
     calibration_images: str | None = None
     within_dataset: bool = False  # also merge duplicates inside one dataset
+    threshold_rule: Literal["far", "accuracy"] = "far"  # far: at a false-accept rate; accuracy: the paper's rule
+    far: float = Field(1e-9, gt=0, lt=1)  # target false-accept rate (README: expected false merges)
+    k: int = Field(8, ge=1)  # neighbours per query; re-asked with 4·k while all k are above the threshold
     exact_index_max: int = Field(200_000, ge=1)  # above: IVF index
+    nlist: int | None = Field(None, ge=1)  # IVF lists; None: 4·sqrt(indexed identities)
     nprobe: int = Field(32, ge=1)  # IVF lists searched per query
+    gpu: bool = True  # faiss-gpu fp16 brute force (fp32 re-scoring) when faiss sees a GPU
 
     @model_validator(mode="after")
     def _thresholds_or_pairs(self) -> IdentitiesConfig:

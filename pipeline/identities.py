@@ -10,38 +10,13 @@ from pltd.pipeline.config import IdentitiesConfig
 from pltd.pipeline.runner import PartitionTask
 from pltd.stages.identities.centroids import combine, partial_sums
 from pltd.stages.identities.dedup import DedupSettings
+from pltd.stages.identities.search import SearchSettings
 
 SEMI_FORMATS = ("300w_lp",)  # every base photo is an identity of its own (SemiIdentify)
 
 
 def _sums_of(url: str):
     return partial_sums(storage.read_table(url))
-
-
-def _calibrate(cfg: IdentitiesConfig) -> dict:
-    """Each network's cosine threshold maximising verification accuracy on the pair file."""
-    from pltd.stages.identities.calibrate import (
-        best_threshold,
-        load_bin,
-        load_pairs_txt,
-        pair_similarities,
-        whole_image_landmarker,
-    )
-    from pltd.stages.identities.embed import EmbedSettings, networks_for
-
-    path = cfg.calibration_pairs
-    if path.endswith(".bin"):
-        bins, same = load_bin(path)
-    else:
-        bins, same = load_pairs_txt(path, cfg.calibration_images)
-    nets = networks_for(EmbedSettings(tuple(cfg.networks), tuple(cfg.checkpoints)))
-    landmarker = whole_image_landmarker()
-    out = {"pairs": path, "n_pairs": len(same), "thresholds": [], "accuracy": []}
-    for net in nets:
-        t, acc = best_threshold(pair_similarities(bins, net, landmarker), same)
-        out["thresholds"].append(t)
-        out["accuracy"].append(acc)
-    return out
 
 
 def _assign_and_write(sums, run: str, semi: set[str], s: DedupSettings, names: tuple[str, str]) -> dict:
@@ -55,7 +30,7 @@ def _assign_and_write(sums, run: str, semi: set[str], s: DedupSettings, names: t
         storage.write_parquet(storage.join(base, f"centroids_{k}.parquet"), c)
     if len(ident.nearest[0]):
         fs, path = storage.fs_path(storage.join(base, "similarity_hist.png"))
-        fs.pipe_file(path, histogram_png(ident.nearest, s.thresholds, names))
+        fs.pipe_file(path, histogram_png(ident.nearest, s.thresholds, names, s.one_network))
     storage.write_json(storage.join(base, "report.json"), ident.report)
     return ident.report
 
@@ -75,25 +50,44 @@ def run_identities(client, run: str, cfg: IdentitiesConfig, sources, plans: dict
             client.submit(combine, futures[k], futures[k + 1]) if k + 1 < len(futures) else futures[k]
             for k in range(0, len(futures), 2)
         ]
+    from pltd.pipeline.identities_calibration import calibrate_thresholds, one_network
+
     if cfg.thresholds is not None:
-        calib = {"thresholds": list(cfg.thresholds), "source": "manifest"}
+        calib = {"thresholds": list(cfg.thresholds), "source": "manifest", "one_network": one_network(cfg)}
     else:
-        calib = client.submit(_calibrate, cfg, pure=False).result()
-        console.print(
-            f"calibrated on {calib['n_pairs']} pairs of {cfg.calibration_pairs}: thresholds "
-            + ", ".join(
-                f"{t:.3f} (accuracy {a:.3f})" for t, a in zip(calib["thresholds"], calib["accuracy"], strict=True)
+        calib = calibrate_thresholds(client, cfg, console)
+        for c in calib["networks"][: 1 if calib["one_network"] else 2]:
+            console.print(
+                f"calibrated {c['network']} on {calib['n_pairs']} pairs of {cfg.calibration_pairs} ({c['cache']}): "
+                f"threshold {c['threshold']:.4f} by {c['rule']} rule, {c['method']}; on the pairs FAR "
+                f"{c['far_observed']:.4f} (resolution {c['far_resolution']:.4f}), TAR {c['tar']:.3f}"
             )
+    if calib["one_network"]:
+        console.print(
+            f"identities: ONE network — both configured networks are {cfg.networks[0]} with the same weights "
+            "(no second face-recognition model ships offline), so the two-network agreement rule is a one-network rule"
         )
     storage.write_json(storage.join(run, "identities", "thresholds.json"), calib)
-    settings = DedupSettings(tuple(calib["thresholds"]), cfg.within_dataset, cfg.exact_index_max, cfg.nprobe)
+    search = SearchSettings(cfg.k, cfg.exact_index_max, cfg.nlist, cfg.nprobe, cfg.gpu)
+    settings = DedupSettings(tuple(calib["thresholds"]), cfg.within_dataset, search, calib["one_network"])
     semi = {s.name for s in sources if s.format in SEMI_FORMATS}
     report = client.submit(_assign_and_write, futures[0], run, semi, settings, tuple(cfg.networks), pure=False).result()
     report["calibration"] = calib
+    if "networks" in calib:
+        from pltd.stages.identities.thresholds import expected_false_merges
+
+        compared = sum(p["pairs_compared"] for p in report["search"].values())
+        report["false_merges"] = expected_false_merges(calib["networks"], compared, calib["one_network"])
     storage.write_json(done, report)
     console.print(
         f"identities: {report['identities_in']} in → {report['identities_out']} after merging "
         f"({report['duplicate_pairs_pass1']} duplicate pairs between datasets, "
-        f"{report['duplicate_pairs_pass2_300w_lp']} with 300W-LP base photos)"
+        f"{report['duplicate_pairs_pass2_300w_lp']} with 300W-LP base photos; {report['rule']})"
     )
+    if "false_merges" in report:
+        fm = report["false_merges"]
+        console.print(
+            f"identities: {fm['pairs_compared']:,} identity pairs compared at FAR {fm['far']:.3g}: "
+            f"≈ {fm['expected_false_merges']:.3g} false merges expected"
+        )
     return report

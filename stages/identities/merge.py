@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from pltd.stages.identities.centroids import normalise, sorted_sums, vectors
-from pltd.stages.identities.dedup import DedupSettings, agreed_pairs, components, contiguous_ids, nearest_other
+from pltd.stages.identities.dedup import DedupSettings, agreed_pairs, components, contiguous_ids
 
 DUPLICATES = pa.schema(
     [
@@ -27,13 +27,20 @@ DUPLICATES = pa.schema(
 )
 
 
+ONE_NETWORK_RULE = (
+    "one network: both configured networks are the same model, so a pair is a duplicate when its cosine "
+    "is above network 0's threshold; there is no second opinion"
+)
+TWO_NETWORK_RULE = "two networks: a pair is a duplicate when both networks' cosines are above their thresholds"
+
+
 @dataclass
 class Identities:
     id_map: pa.Table  # source, source_label, count, face_id
     duplicates: pa.Table
     centroids: list[pa.Table]  # per network: source, source_label, count, centroid
     report: dict
-    nearest: list[np.ndarray]  # per network: each identity's best cross-dataset cosine
+    nearest: list[np.ndarray]  # per query identity: network 0's best cross-dataset cosine, network 1's to it
 
 
 def assign_identities(sums: pa.Table, semi_sources: set[str], s: DedupSettings) -> Identities:
@@ -48,8 +55,9 @@ def assign_identities(sums: pa.Table, semi_sources: set[str], s: DedupSettings) 
 
     # pass 1: face-recognition identities (cross-dataset, and within if asked)
     fr = np.flatnonzero(~semi)
-    i1, j1, s01, s11 = agreed_pairs(c0[fr], c1[fr], dataset[fr], s)
-    i1, j1 = fr[i1], fr[j1]
+    p1 = agreed_pairs(c0[fr], c1[fr], dataset[fr], s)
+    i1, j1, s01, s11 = fr[p1.i], fr[p1.j], p1.sim0, p1.sim1
+    search = {"pass1": {"pairs_compared": p1.pairs_compared, "widened": p1.widened, "index": p1.index}}
     groups = components(n, i1, j1)
 
     # pass 2: each merged face-recognition identity (summed) against every 300W-LP base photo
@@ -67,12 +75,12 @@ def assign_identities(sums: pa.Table, semi_sources: set[str], s: DedupSettings) 
         x0 = np.vstack([normalise(g0), c0[sp]])
         x1 = np.vstack([normalise(g1), c1[sp]])
         which = np.r_[np.zeros(len(g_ids), np.int64), np.ones(len(sp), np.int64)]
-        cross = DedupSettings(s.thresholds, False, s.exact_index_max, s.nprobe, s.query_batch)
-        i2, j2, s02, s12 = agreed_pairs(x0, x1, which, cross)
-        a, b = rep[i2], sp[j2 - len(g_ids)]  # i2 < j2: groups come first
+        p2 = agreed_pairs(x0, x1, which, DedupSettings(s.thresholds, False, s.search, s.one_network))
+        a, b = rep[p2.i], sp[p2.j - len(g_ids)]  # i < j: groups come first
         edges_i.append(a)
         edges_j.append(b)
-        dup.append((2, a, b, s02, s12))
+        dup.append((2, a, b, p2.sim0, p2.sim1))
+        search["pass2"] = {"pairs_compared": p2.pairs_compared, "widened": p2.widened, "index": p2.index}
     final = components(n, np.concatenate(edges_i), np.concatenate(edges_j))
     face_id = contiguous_ids(final)
 
@@ -87,8 +95,11 @@ def assign_identities(sums: pa.Table, semi_sources: set[str], s: DedupSettings) 
         schema=DUPLICATES,
     )  # fmt: skip
     cents = [keys.append_column("centroid", vectors(c)) for c in (c0, c1)]
-    nearest = [nearest_other(c, dataset) for c in (c0, c1)] if len(names) > 1 else [np.zeros(0), np.zeros(0)]
-    return Identities(id_map, duplicates, cents, _report(keys, source, label, face_id, duplicates, s), nearest)
+    queried = np.isfinite(p1.best0)  # the histogram comes from pass 1's own search
+    nearest = [p1.best0[queried], p1.best1[queried]]
+    report = _report(keys, source, label, face_id, duplicates, s)
+    report["search"] = search
+    return Identities(id_map, duplicates, cents, report, nearest)
 
 
 def _report(keys: pa.Table, source, label, face_id: np.ndarray, duplicates: pa.Table, s: DedupSettings) -> dict:
@@ -109,12 +120,16 @@ def _report(keys: pa.Table, source, label, face_id: np.ndarray, duplicates: pa.T
         "duplicate_pairs_pass2_300w_lp": passes.count(2),
         "thresholds": list(s.thresholds),
         "within_dataset": s.within_dataset,
+        "rule": ONE_NETWORK_RULE if s.one_network else TWO_NETWORK_RULE,
         "largest_groups": [{"face_id": g, "size": int(sizes[g]), "members": m} for g, m in members.items()],
     }
 
 
-def histogram_png(nearest: list[np.ndarray], thresholds: tuple[float, float], names: tuple[str, str]) -> bytes:
-    """PNG: each identity's best cross-dataset cosine, per network, with its threshold."""
+def histogram_png(
+    nearest: list[np.ndarray], thresholds: tuple[float, float], names: tuple[str, str], one_network: bool = False
+) -> bytes:
+    """PNG: each query identity's best cross-dataset cosine (network 0), and network 1's cosine to
+    that same neighbour, with the thresholds; one panel when both networks are the same model."""
     import io
 
     import matplotlib
@@ -122,11 +137,15 @@ def histogram_png(nearest: list[np.ndarray], thresholds: tuple[float, float], na
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, sims, t, name in zip(axes, nearest, thresholds, names, strict=True):
+    panels = 1 if one_network else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.5), squeeze=False)
+    titles = [f"network 0 ({names[0]}): best cross-dataset cosine", f"network 1 ({names[1]}) on that pair"]
+    if one_network:
+        titles[0] += " (one network: both are the same model)"
+    for ax, sims, t, title in zip(axes[0], nearest, thresholds, titles, strict=False):
         ax.hist(sims, bins=50, color="#4477aa")
         ax.axvline(t, color="#cc3311", label=f"threshold {t:.3f}")
-        ax.set_title(f"network {name}: best cross-dataset cosine per identity")
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("cosine")
         ax.legend()
     fig.tight_layout()

@@ -12,6 +12,7 @@ from pltd.stages.identities.calibrate import UnsafePickle, best_threshold, load_
 from pltd.stages.identities.centroids import combine, partial_sums, sorted_sums, vectors
 from pltd.stages.identities.dedup import DedupSettings
 from pltd.stages.identities.merge import assign_identities
+from pltd.stages.identities.search import SearchSettings
 
 D = 64
 
@@ -92,7 +93,11 @@ def test_within_dataset_is_an_option(planted):
 def test_ivf_index_finds_the_planted_pairs(planted):
     exact = groups_of(assign_identities(sums_table(planted), {"300w_lp"}, DedupSettings((0.5, 0.5))))
     ivf = groups_of(
-        assign_identities(sums_table(planted), {"300w_lp"}, DedupSettings((0.5, 0.5), exact_index_max=10, nprobe=64))
+        assign_identities(
+            sums_table(planted),
+            {"300w_lp"},
+            DedupSettings((0.5, 0.5), search=SearchSettings(exact_index_max=10, nprobe=64)),
+        )
     )
     assert sorted(map(sorted, exact.values())) == sorted(map(sorted, ivf.values()))
 
