@@ -77,7 +77,8 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def yaw_bins(yaw: np.ndarray) -> dict[str, np.ndarray]:
-    """3DDFA's |yaw| bins: [0, 30], (30, 60], > 60 (every face beyond 60°, also beyond 90°)."""
+    """3DDFA's |yaw| bins: [0, 30], (30, 60], > 60 (every face beyond 60°, also beyond 90°). The keys
+    keep the labels 3DDFA prints ("[60, 90]" for the third bin)."""
     a = np.abs(np.asarray(yaw, float))
     return {"0-30": a <= 30, "30-60": (a > 30) & (a <= 60), "60-90": a > 60}
 
