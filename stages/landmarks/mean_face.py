@@ -104,3 +104,25 @@ def with_frontal_2d(model: np.ndarray, landmarks2d: list[np.ndarray]) -> np.ndar
         aligned.append(np.c_[z.real, z.imag])
     xy = np.mean(aligned, axis=0)
     return normalise(np.c_[xy, np.asarray(model, float)[:, 2]])
+
+
+def from_ground_truth(
+    shapes: list[tuple[np.ndarray, tuple[float, float, float]]], max_angle: float = 10.0, min_shapes: int = 5
+) -> tuple[np.ndarray, dict] | None:
+    """The paper's L_3D from (68×2 landmarks, (yaw, pitch, roll)) ground-truth pairs, or None if too few.
+
+    Keeps the shapes with every angle ≤ `max_angle`; x, y from them (`with_frontal_2d`), depth and
+    frame from the shipped BFM face.
+    """
+    frontal = [np.asarray(lm, float) for lm, pose in shapes if max(abs(a) for a in pose) <= max_angle]
+    if len(frontal) < min_shapes:
+        return None
+    base, base_provenance = shipped_default()
+    points = symmetrise(with_frontal_2d(base, frontal))
+    provenance = {
+        "x_y": f"mean of {len(frontal)} ground-truth 2D shapes with every angle <= {max_angle} deg "
+        "(2D similarity-aligned), made symmetric",
+        "z": base_provenance["method"],
+        "source_files": base_provenance["source"],
+    }
+    return normalise(points), provenance
