@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/sample
 
-.PHONY: setup sample test lint bench clean
+.PHONY: setup sample test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,13 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# the whole suite: fast unit tests and the slow end-to-end builds (what .ci/run calls)
 test: lint
 	$(BIN)/pytest
+
+# the inner loop: everything but the tests marked slow (real clusters, whole builds, training runs)
+test-fast: setup
+	$(BIN)/pytest -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/ingest.py

@@ -7,25 +7,15 @@ import io
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout, read_parts
 
 COLUMNS = ["source", "face_id", "pose", "label_kind", "n_samples", "fit_error", "eye_closed"]
 
 
-def read_small_columns(run: str) -> pa.Table:
-    fs, root = storage.fs_path(storage.join(run, "pltd"))
-    files = sorted(p for p in fs.glob(root + "/part-*.parquet"))
-    tables = []
-    for p in files:
-        with fs.open(p, "rb") as f:
-            tables.append(pq.read_table(f, columns=COLUMNS))
-    return pa.concat_tables(tables) if tables else None
-
-
-def summarize(run: str) -> dict:
-    t = read_small_columns(run)
+def summarize(layout: RunLayout) -> dict:
+    t = read_parts(layout.pltd, columns=COLUMNS)
     if t is None:
         return {"rows": 0}
     pose = t.column("pose").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, 3)
@@ -105,9 +95,8 @@ def summary_lines(summary: dict) -> list[str]:
     ]
 
 
-def write_card(run: str, summary: dict, reconciliation: dict, identities: dict | None, dataset: dict) -> None:
-    base = storage.join(run, "pltd")
-    fs, root = storage.fs_path(base)
+def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identities: dict | None, dataset: dict) -> None:
+    fs, root = storage.fs_path(layout.pltd)
     pose, fit, per_id = summary.pop("_arrays")
     for name, data in _plots(pose, fit, per_id).items():
         fs.pipe_file(f"{root}/{name}", data)

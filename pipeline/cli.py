@@ -91,12 +91,14 @@ def build(
 def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `pltd build`.")]) -> None:
     """Print a run's counts, stage statistics and reconciliation."""
     from pltd.pipeline import storage
+    from pltd.pipeline.layout import RunLayout
     from pltd.pipeline.reconcile import print_reconciliation
 
-    build_url = storage.join(run, "build.json")
-    if not storage.exists(build_url):
+    layout = RunLayout(run)
+    try:
+        info = storage.read_json(layout.build_json)
+    except FileNotFoundError:
         _fail(f"{run}: no build.json — not a finished `pltd build` run directory")
-    info = storage.read_json(build_url)
     for name, p in info["plans"].items():
         console.print(f"source [bold]{name}[/] ({p['format']}, {p['root']}): {p['images']} images")
     for stage in info["stages_run"]:
@@ -108,12 +110,12 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
                 f"{r['duplicate_pairs_pass2_300w_lp']} with 300W-LP; thresholds {r['thresholds']}"
             )
             continue
-        s = storage.read_json(storage.join(run, "stats", f"{stage}.json"))
+        s = storage.read_json(layout.stats(stage))
         console.print(
             f"stage [bold]{stage}[/]: {s['rows_in']} in → {s['rows_out']} out, rejected {s['rejected'] or 0}, "
             f"{s['partitions']} partitions, {s['task_seconds']:.1f} task-s, {s['wall_seconds']:.1f} s wall"
         )
-    print_reconciliation(storage.read_json(storage.join(run, "reconciliation.json")), console)
+    print_reconciliation(storage.read_json(layout.reconciliation), console)
     if info.get("pltd"):
         from pltd.pipeline.card import summary_lines
 
@@ -124,8 +126,6 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
         )
         for line in summary_lines(d["summary"]):
             console.print("  " + line, highlight=False)
-    if info["stages_not_implemented"]:
-        console.print("not implemented yet: " + ", ".join(info["stages_not_implemented"]))
 
 
 @app.command()

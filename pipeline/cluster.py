@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
+from pltd.validation import error_lines
 
 
 class ClusterError(RuntimeError):
@@ -97,8 +98,7 @@ def load_profile(name: str | None, path: str | Path | None = None, env: dict[str
     try:
         cf = ClusterFile.model_validate(_blank_to_none(interpolate(raw, "", env)))
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ManifestError("\n".join(lines)) from None
+        raise ManifestError("\n".join(error_lines(exc, f"{path}: "))) from None
     name = name or cf.default
     if name not in cf.profiles:
         raise ManifestError(f"{path}: no cluster profile {name!r}; profiles: {', '.join(cf.profiles)}")

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pltd.stages.assemble import AssembleSettings
+from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.readers.base import get_reader, known_formats
+from pltd.stages.readers.rows import IngestSettings
+from pltd.validation import Strict, error_lines
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = PROJECT_ROOT / "manifests"
@@ -25,10 +29,6 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class ManifestError(ValueError):
     """A manifest that cannot be used; the message names the file and the field."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceConfig(Strict):
@@ -61,41 +61,11 @@ class SourceConfig(Strict):
         try:
             options_model(**self.options)
         except ValidationError as exc:
-            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"options of format {self.format!r}: {msgs}") from None
+            raise ValueError(f"options of format {self.format!r}: {'; '.join(error_lines(exc))}") from None
         return self
 
     def reader_options(self):
         return type(get_reader(self.format)).Options(**self.options)
-
-
-class IngestConfig(Strict):
-    rows_per_partition: int = Field(1000, ge=1, le=1_000_000)
-    max_image_pixels: int = Field(64_000_000, ge=1)
-    min_image_side: int = Field(8, ge=1)
-    verify: Literal["full", "header"] = "full"
-
-
-class LandmarksConfig(Strict):
-    """Algorithm 1 settings."""
-
-    views: int = Field(8, ge=1, le=64)  # N
-    view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
-    teacher: Literal["dlib68", "resnet50"] = "dlib68"
-    teacher_checkpoint: str | None = None
-    second: Literal["mediapipe", "none"] = "mediapipe"
-    index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
-    mean_face: str | None = None  # default: the shipped mean 3D face
-    blink: Literal["mediapipe_ear", "resnet18", "none"] = "mediapipe_ear"
-    blink_checkpoint: str | None = None
-    pose_from: Literal["teacher", "own"] = "teacher"  # MediaPipe samples carry the teacher's P3 (paper)
-    t_d: float = Field(0.05, gt=0, le=1)
-    keep: int = Field(3, ge=1)  # selective fitting stops at this many samples
-    min_samples: int = Field(3, ge=1)  # fewer valid samples: too_few_valid_samples
-    min_face_fraction: float = Field(0.1, gt=0, lt=1)
-    min_x_spread: float = Field(0.03, ge=0, lt=1)
-    audit: bool = True  # also pseudo-label ground-truth sources, for the audit
-    batch_images: int = Field(32, ge=1)  # images whose views a torch teacher runs in one batch
 
 
 class IdentitiesConfig(Strict):
@@ -126,25 +96,16 @@ class IdentitiesConfig(Strict):
         return self
 
 
-class OutputConfig(Strict):
-    """The PLTD: face-centred regions, shards."""
-
-    region_long_side: int = Field(256, ge=32, le=4096)  # JPEG long side at most this
-    region_scale: float = Field(2.0, ge=1.0, le=4.0)  # region side / the landmarks' box side
-    rows_per_shard: int = Field(10_000, ge=1)
-    bytes_per_shard: int | None = Field(None, ge=1_000_000)  # also cut a shard at about this size
-    row_group_rows: int = Field(1000, ge=1)
-    jpeg_quality: int = Field(95, ge=1, le=100)
-
-
 class Manifest(Strict):
+    """The sections a stage reads are that stage's own settings models (one definition of each default)."""
+
     name: str
     prepare: Literal["sample"] | None = None  # "sample": materialise the embedded sample first
     sources: list[SourceConfig] = Field(min_length=1)
-    ingest: IngestConfig = IngestConfig()
-    landmarks: LandmarksConfig = LandmarksConfig()
+    ingest: IngestSettings = IngestSettings()
+    landmarks: LandmarkSettings = LandmarkSettings()
     identities: IdentitiesConfig | None = None  # without it, embeddings and identities are not run
-    output: OutputConfig = OutputConfig()
+    output: AssembleSettings = AssembleSettings()
 
     @field_validator("sources")
     @classmethod
@@ -209,14 +170,7 @@ def load_manifest(
     except ManifestError as exc:
         raise ManifestError(f"{path}: {exc}") from None
     except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field"
-            lines.append(f"{path}: {loc}: {msg}")
-        raise ManifestError("\n".join(lines)) from None
+        raise ManifestError("\n".join(error_lines(exc, f"{path}: "))) from None
 
 
 def default_manifest() -> Path:

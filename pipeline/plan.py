@@ -7,31 +7,25 @@ if the source folder changed meanwhile. `RUN/plan/<source>.json`, written last, 
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout
 from pltd.stages.readers.base import PLAN, PlanStats, Source, get_reader
-
-
-def plan_url(run: str, source: str) -> str:
-    return storage.join(run, "plan", f"{source}.parquet")
-
-
-def plan_marker(run: str, source: str) -> str:
-    return storage.join(run, "plan", f"{source}.json")
 
 
 def make_plan(run: str, source: Source, rows_per_partition: int) -> dict:
     """List `source` and write its plan (or reuse a complete one); returns the plan summary."""
-    if storage.exists(plan_marker(run, source.name)):
-        return storage.read_json(plan_marker(run, source.name))
+    layout = RunLayout(run)
+    with contextlib.suppress(FileNotFoundError):  # one read, not an existence check and a read
+        return storage.read_json(layout.plan_marker(source.name))
     t0 = time.perf_counter()
     stats = PlanStats()
-    fs, path = storage.fs_path(plan_url(run, source.name))
+    fs, path = storage.fs_path(layout.plan(source.name))
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.tmp-plan"
     n_parts = 0
@@ -64,20 +58,16 @@ def make_plan(run: str, source: Source, rows_per_partition: int) -> dict:
         "ignored_examples": stats.examples,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    storage.write_json(plan_marker(run, source.name), summary)
+    storage.write_json(layout.plan_marker(source.name), summary)
     return summary
 
 
 def read_partition(run: str, source: str, part: int) -> pa.Table:
     """The plan rows of one partition (its own row group only)."""
-    fs, path = storage.fs_path(plan_url(run, source))
+    fs, path = storage.fs_path(RunLayout(run).plan(source))
     with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_group(part)
     parts = set(table.column("part").to_pylist())
     if parts != {part}:
         raise RuntimeError(f"plan {path}: row group {part} holds partitions {sorted(parts)}")
     return table
-
-
-def source_dict(source: Source) -> dict:
-    return dataclasses.asdict(source)

@@ -2,56 +2,54 @@
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
-from rich.console import Console
-
 from pltd import __version__
 from pltd.pipeline import storage
 from pltd.pipeline.card import summarize, write_card
-from pltd.pipeline.config import Manifest
-from pltd.pipeline.runner import PartitionTask
 from pltd.pipeline.shards import shard_plan, staging_files, write_shard
+from pltd.pipeline.stage import BuildContext
 from pltd.schemas import PLTD, SCHEMA_VERSION
 from pltd.stages.identities.embed import identity_of
 
+PLTD_SECTIONS = ("sources", "ingest", "landmarks", "identities", "output")  # what decides the PLTD's rows
 
-def identity_map(run: str, sources, plans: dict) -> dict[tuple[str, str], int]:
+
+def identity_map(ctx: BuildContext) -> dict[tuple[str, str], int]:
     """(source, identity) → face_id: the identities stage's map, or, without it, one id per source identity."""
-    url = storage.join(run, "identities", "id_map.parquet")
-    if storage.exists(url):
-        t = storage.read_table(url, columns=["source", "source_label", "face_id"])
+    layout = ctx.layout
+    try:
+        t = storage.read_table(layout.stage_file("identities", "id_map.parquet"), ["source", "source_label", "face_id"])
+    except FileNotFoundError:
+        t = None
+    if t is not None:
         return {(s, lab): int(f) for s, lab, f in zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True)}
     keys = set()
-    for s in sources:
-        for p in range(plans[s.name]["partitions"]):
-            t = storage.read_table(
-                PartitionTask(run, "ingest", s.name, p).output, ["image_id", "source_label", "base_id"]
-            )
-            keys.update((s.name, identity_of(r)) for r in t.to_pylist())
+    for s, p in ctx.partitions():
+        rows = storage.read_table(layout.output("ingest", s.name, p), ["image_id", "source_label", "base_id"])
+        keys.update((s.name, identity_of(r)) for r in rows.to_pylist())
     return {k: i for i, k in enumerate(sorted(keys))}
 
 
-def publish(
-    client, run: str, manifest: Manifest, sources, plans: dict, reconciliation: dict, identities, console: Console
-):
+def publish(ctx: BuildContext, reconciliation: dict) -> dict:
     """Cut the assemble stage's files into shards, then write the card and dataset.json (last)."""
-    done = storage.join(run, "pltd", "dataset.json")
-    if storage.exists(done):
+    layout, manifest, console = ctx.layout, ctx.manifest, ctx.console
+    try:
+        dataset = storage.read_json(layout.dataset_json)
         console.print("pltd: shards already written")
-        return storage.read_json(done)
-    storage.remove(storage.join(run, "pltd"))  # a publish killed half-way leaves nothing to trust
+        return dataset
+    except FileNotFoundError:
+        pass
+    storage.remove(layout.pltd)  # a publish killed half-way leaves nothing to trust
     out = manifest.output
-    files = staging_files(run, [s.name for s in sources], {s.name: plans[s.name]["partitions"] for s in sources})
+    files = staging_files(layout, [(s.name, p) for s, p in ctx.partitions()])
     shards = shard_plan(files, out.rows_per_shard, out.bytes_per_shard)
-    settings_hash = manifest.section_hash("sources", "ingest", "landmarks", "identities", "output")
+    settings_hash = manifest.section_hash(*PLTD_SECTIONS)
     meta = {"stage": "pltd", "manifest": manifest.name, "settings_hash": settings_hash}
     futures = [
-        client.submit(write_shard, storage.join(run, "pltd", f"{storage.part_name(i)}.parquet"), pieces, PLTD,
-                      out.row_group_rows, meta, pure=False)
+        ctx.client.submit(write_shard, layout.shard(i), pieces, PLTD, out.row_group_rows, meta, pure=False)
         for i, pieces in enumerate(shards)
-    ]  # fmt: skip
-    written = client.gather(futures)
-    summary = summarize(run)
+    ]
+    written = ctx.client.gather(futures)
+    summary = summarize(layout)
     dataset = {
         "schema_version": SCHEMA_VERSION,
         "pltd_version": __version__,
@@ -65,20 +63,11 @@ def publish(
         "pose": "yaw, pitch, roll in degrees; sign convention in the pltd README",
     }
     if summary["rows"]:
-        write_card(run, summary, reconciliation, identities, dataset)
+        write_card(layout, summary, reconciliation, ctx.results.get("identities"), dataset)
     dataset["summary"] = summary
-    storage.write_json(done, dataset)
+    storage.write_json(layout.dataset_json, dataset)
     console.print(
         f"pltd: {dataset['rows']} rows, {dataset['identities']} identities in {len(written)} shards "
-        f"({run}/pltd/, card: {run}/pltd/README.md)"
+        f"({layout.pltd}/, card: {layout.pltd}/README.md)"
     )
     return dataset
-
-
-def shard_rows(run: str) -> int:
-    fs, root = storage.fs_path(storage.join(run, "pltd"))
-    total = 0
-    for p in fs.glob(root + "/part-*.parquet"):
-        with fs.open(p, "rb") as f:
-            total += pq.ParquetFile(f).metadata.num_rows
-    return total

@@ -8,37 +8,22 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout, part_rows, read_parts
 
 
-def _parquet_files(url: str) -> list[str]:
-    fs, path = storage.fs_path(url)
-    if not fs.exists(path):
-        return []
-    return sorted(p for p in fs.find(path) if p.endswith(".parquet") and ".tmp-" not in p and "/_" not in p)
-
-
-def _num_rows(fs, path: str) -> int:
-    with fs.open(path, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
-
-
-def reconcile(run: str, images_in: dict[str, int], final_stage: str, stages_run: list[str]) -> dict:
+def reconcile(layout: RunLayout, images_in: dict[str, int], final_stage: str, stages_run: list[str]) -> dict:
     """Count accepted rows of `final_stage` and rejected rows of every stage run, per source."""
-    fs, _ = storage.fs_path(run)
     report: dict = {"final_stage": final_stage, "stages_run": stages_run, "sources": {}, "ok": True}
     for source, n_in in sorted(images_in.items()):
-        accepted = sum(_num_rows(fs, p) for p in _parquet_files(storage.join(run, final_stage, source)))
+        accepted = part_rows(layout.stage_dir(final_stage, source))
         reasons: Counter = Counter()
         for stage in stages_run:
-            for p in _parquet_files(storage.join(run, "rejected", stage, source)):
-                with fs.open(p, "rb") as f:
-                    col = pq.read_table(f, columns=["reason"]).column("reason").to_pylist()
-                reasons.update(f"{stage}:{r}" for r in col)
+            rejected = read_parts(layout.rejected_dir(stage, source), columns=["reason"])
+            if rejected is not None:
+                reasons.update(f"{stage}:{r}" for r in rejected.column("reason").to_pylist())
         rejected = sum(reasons.values())
         ok = n_in == accepted + rejected
         report["ok"] &= ok

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout, part_name
 
 # compute(*args) -> (accepted table, rejected table, rows in)
 Compute = Callable[..., tuple[pa.Table, pa.Table, int]]
@@ -36,19 +37,19 @@ class PartitionTask:
 
     @property
     def name(self) -> str:
-        return storage.part_name(self.part)
+        return part_name(self.part)
 
     @property
     def output(self) -> str:
-        return storage.join(self.run, self.stage, self.source, f"{self.name}.parquet")
+        return RunLayout(self.run).output(self.stage, self.source, self.part)
 
     @property
     def rejected(self) -> str:
-        return storage.join(self.run, "rejected", self.stage, self.source, f"{self.name}.parquet")
+        return RunLayout(self.run).rejected(self.stage, self.source, self.part)
 
     @property
     def marker(self) -> str:
-        return storage.join(self.run, self.stage, self.source, "_done", f"{self.name}.json")
+        return RunLayout(self.run).marker(self.stage, self.source, self.part)
 
 
 def execute(task: PartitionTask, compute: Compute, args: tuple, metadata: dict[str, str]) -> dict:
@@ -111,25 +112,41 @@ def run_stage(
     metadata: dict[str, str],
     console: Console,
     resources: dict[str, float] | None = None,
+    shared: Callable[[], tuple] | None = None,
 ) -> StageResult:
-    """Submit every incomplete partition, show progress, gather stats; failures are reported, not fatal."""
+    """Submit every incomplete partition, show progress, gather stats; failures are reported, not fatal.
+
+    Completion comes from one listing of each source's marker folder. `shared()` (values every task
+    needs, e.g. a scattered map) is called only when some partition is left to do; its values are
+    appended to each task's arguments. The stats of partitions complete before this run are read
+    after the first tasks are submitted, in one batched call.
+    """
     from distributed import as_completed
 
     result = StageResult(stage)
     t0 = time.perf_counter()
-    todo = []
+    complete: dict[tuple[str, str, str], set[int]] = {}
+    todo, skipped = [], []
     for task, compute, args in jobs:
-        if storage.exists(task.marker):
-            result.done.append(storage.read_json(task.marker))
-            result.skipped += 1
-        else:
-            todo.append((task, compute, args))
+        key = (task.run, task.stage, task.source)
+        if key not in complete:
+            complete[key] = RunLayout(task.run).complete_parts(task.stage, task.source)
+        (skipped if task.part in complete[key] else todo).append((task, compute, args))
+    tail = shared() if todo and shared is not None else ()
     futures = {}
     for task, compute, args in todo:
         fut = client.submit(
-            execute, task, compute, args, metadata, key=f"{stage}-{task.source}-{task.name}", resources=resources
+            execute,
+            task,
+            compute,
+            (*args, *tail),
+            metadata,
+            key=f"{stage}-{task.source}-{task.name}",
+            resources=resources,
         )
         futures[fut] = task
+    result.done = storage.read_jsons([task.marker for task, _, _ in skipped])
+    result.skipped = len(skipped)
     columns = (
         TextColumn(f"[bold]{stage}[/]"),
         BarColumn(),

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout
 
 Piece = tuple[str, int, int]  # staging file, first row, end row
 
@@ -44,23 +45,19 @@ def shard_plan(
 
 
 def write_shard(url: str, pieces: list[Piece], schema: pa.Schema, row_group_rows: int, metadata: dict) -> dict:
-    tables = []
-    for src, a, b in pieces:
-        fs, path = storage.fs_path(src)
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f).slice(a, b - a))
+    tables = [storage.read_table(src).slice(a, b - a) for src, a, b in pieces]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     storage.write_parquet(url, table.cast(schema), metadata, row_group_rows=row_group_rows)
     return {"shard": url.rsplit("/", 1)[-1], "rows": table.num_rows}
 
 
-def staging_files(run: str, sources: list[str], parts: dict[str, int]) -> list[tuple[str, int, int]]:
+def staging_files(layout: RunLayout, parts: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """(url, rows, bytes) of the assemble stage's file of each (source, partition), from its footer."""
     out = []
-    for s in sources:
-        for p in range(parts[s]):
-            url = storage.join(run, "assemble", s, f"{storage.part_name(p)}.parquet")
-            fs, path = storage.fs_path(url)
-            with fs.open(path, "rb") as f:
-                n = pq.ParquetFile(f).metadata.num_rows
-            out.append((url, n, fs.size(path)))
+    for source, p in parts:
+        url = layout.output("assemble", source, p)
+        fs, path = storage.fs_path(url)
+        with fs.open(path, "rb") as f:
+            n = pq.ParquetFile(f).metadata.num_rows
+            out.append((url, n, f.size))
     return out

@@ -6,6 +6,7 @@ completeness, so a half-written file never counts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import uuid
@@ -17,10 +18,6 @@ import pyarrow.parquet as pq
 
 from pltd import __version__
 from pltd.schemas import SCHEMA_VERSION
-
-
-def part_name(part: int) -> str:
-    return f"part-{part:05d}"
 
 
 def fs_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -68,30 +65,53 @@ def exists(url: str) -> bool:
 
 def remove(url: str) -> None:
     fs, path = fs_path(url)
-    if fs.exists(path):
+    with contextlib.suppress(FileNotFoundError):
         fs.rm(path, recursive=True)
 
 
 def remove_stale_temporaries(url: str) -> int:
     """Delete `*.tmp-*` files a killed run left under `url`; returns how many."""
-    fs, path = fs_path(url)
-    if not fs.exists(path):
-        return 0
-    stale = [p for p in fs.find(path) if ".tmp-" in posixpath.basename(p)]
-    for p in stale:
-        fs.rm(p)
+    stale = [u for u in find(url) if ".tmp-" in posixpath.basename(u)]
+    for u in stale:
+        remove(u)
     return len(stale)
+
+
+def find(url: str) -> list[str]:
+    """Every file under `url`, recursively, as URLs; [] if there is no such folder (one listing)."""
+    fs, path = fs_path(url)
+    try:
+        found = fs.find(path, withdirs=False)
+    except FileNotFoundError:
+        return []
+    return [_url_of(fs, url, p) for p in found]
+
+
+def list_names(url: str) -> list[str]:
+    """Names of the entries of one folder; [] if there is no such folder (one listing)."""
+    fs, path = fs_path(url)
+    try:
+        return [posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)]
+    except FileNotFoundError:
+        return []
+
+
+def read_jsons(urls: list[str]) -> list[Any]:
+    """Many small JSON files in one call (fetched concurrently on object stores)."""
+    if not urls:
+        return []
+    fs, _ = fs_path(urls[0])
+    paths = [fs_path(u)[1] for u in urls]
+    blobs = fs.cat(paths)
+    return [json.loads(blobs[p]) for p in paths]
+
+
+def _url_of(fs: fsspec.AbstractFileSystem, url: str, path: str) -> str:
+    """A path `fs` returned, in the form `url` was given (local path, or protocol://)."""
+    return fs.unstrip_protocol(path) if "://" in url else path
 
 
 def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = fs_path(url)
     with fs.open(path, "rb") as f:
         return pq.read_table(f, columns=columns)
-
-
-def read_tables(urls: list[str], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    tables = [read_table(u, columns) for u in urls]
-    if not tables:
-        empty = schema.empty_table()
-        return empty.select(columns) if columns else empty
-    return pa.concat_tables(tables)

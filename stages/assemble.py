@@ -10,21 +10,28 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+from pydantic import Field
 
 from pltd.schemas import PLTD, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.identities.embed import identity_of
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.problems import reason_of, rejected_row
+from pltd.validation import Strict
 
 STAGE = "assemble"
 
 
-@dataclass(frozen=True)
-class AssembleSettings:
-    region_long_side: int = 256
-    region_scale: float = 2.0  # region side = this × the landmarks' box side (room for the trainer's crops)
-    jpeg_quality: int = 95
+class AssembleSettings(Strict):
+    """The manifest's `output` section (the one definition of its defaults): the stored face region,
+    then how `pipeline/publish.py` cuts the shards."""
+
+    region_long_side: int = Field(256, ge=32, le=4096)  # JPEG long side at most this
+    region_scale: float = Field(2.0, ge=1.0, le=4.0)  # region side / the landmarks' box side (room for crops)
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    rows_per_shard: int = Field(10_000, ge=1)
+    bytes_per_shard: int | None = Field(None, ge=1_000_000)  # also cut a shard at about this size
+    row_group_rows: int = Field(1000, ge=1)
 
 
 @dataclass(frozen=True)

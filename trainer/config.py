@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pltd.validation import error_lines
+
 Task = Literal["fr", "fld", "hpe", "blink"]
 
 
@@ -105,5 +107,4 @@ def load_config(preset: str, overrides: list[str] = ()) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: {msgs}") from None
+        raise ValueError(f"{path}: {'; '.join(error_lines(exc))}") from None

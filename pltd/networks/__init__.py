@@ -1,22 +1,22 @@
-"""Network registry: `create(name, **kwargs)` builds a registered architecture (timm-style)."""
+"""Network architectures: `create(name, **kwargs)` builds a registered one (timm-style).
+
+Each architecture module registers its builders when imported; this package imports them all
+below, so `create` never hides an import. (The face-recognition *backends* of the identities
+stage are another registry, `pltd.stages.identities.networks.NETWORKS`.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch.nn as nn
 
-NETWORKS: dict[str, Callable[..., nn.Module]] = {}
+from pltd.registry import Registry
 
-
-def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    NETWORKS[fn.__name__] = fn
-    return fn
+ARCHITECTURES: Registry = Registry("network architecture")
+register = ARCHITECTURES.register
 
 
 def create(name: str, **kwargs) -> nn.Module:
-    from pltd.networks import iresnet, resnet  # noqa: F401  (they register)
+    return ARCHITECTURES.create(name, **kwargs)
 
-    if name not in NETWORKS:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(NETWORKS))}")
-    return NETWORKS[name](**kwargs)
+
+from pltd.networks import iresnet, resnet  # noqa: E402, F401  (they register; after `register` exists)

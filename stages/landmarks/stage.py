@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -14,32 +13,12 @@ from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
 from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.sources import Sample
 from pltd.stages.landmarks.views import View, make_views, seed_of
 from pltd.stages.problems import reason_of, rejected_row
 
 STAGE = "landmarks"
-
-
-@dataclass(frozen=True)
-class LandmarkSettings:
-    views: int = 8
-    view_size: int = 256
-    teacher: str = "dlib68"
-    teacher_checkpoint: str | None = None
-    second: str = "mediapipe"
-    index_map: str | None = None
-    mean_face: str | None = None
-    blink: str = "mediapipe_ear"
-    blink_checkpoint: str | None = None
-    pose_from: str = "teacher"
-    t_d: float = 0.05
-    keep: int = 3
-    min_samples: int = 3
-    min_face_fraction: float = 0.1
-    min_x_spread: float = 0.03
-    audit: bool = True
-    batch_images: int = 32
 
 
 class Models:

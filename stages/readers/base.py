@@ -17,6 +17,7 @@ import fsspec
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from pltd.registry import Registry
 from pltd.schemas import OPT_VECTOR
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -97,29 +98,20 @@ class Reader:
         raise NotImplementedError
 
 
-READERS: dict[str, type[Reader]] = {}
+READERS: Registry[type[Reader]] = Registry("source format")  # filled by the modules `readers/__init__` imports
 
 
 def register(cls: type[Reader]) -> type[Reader]:
-    READERS[cls.format] = cls
-    return cls
+    """Class decorator: a reader registers under its `format`."""
+    return READERS.add(cls.format, cls)
 
 
 def get_reader(fmt: str) -> Reader:
-    _import_builtin_readers()
-    try:
-        return READERS[fmt]()
-    except KeyError:
-        raise KeyError(f"unknown source format {fmt!r}; known formats: {', '.join(sorted(READERS))}") from None
+    return READERS.get(fmt)()
 
 
 def known_formats() -> list[str]:
-    _import_builtin_readers()
-    return sorted(READERS)
-
-
-def _import_builtin_readers() -> None:
-    from pltd.stages.readers import folders, insightface_rec, mat_datasets  # noqa: F401  (they register)
+    return READERS.names()
 
 
 def list_images(source: Source, stats: PlanStats, companions: tuple[str, ...] = ()) -> list[str]:

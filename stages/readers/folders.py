@@ -13,12 +13,11 @@ import pyarrow as pa
 from pltd.schemas import image_id
 from pltd.stages.images import ImageProblem
 from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, list_images, register
+from pltd.stages.readers.rows import Rows, verify_image
 
 
 def read_folder_partition(source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
     """Read every planned file; one accepted or rejected row per plan row."""
-    from pltd.stages.ingest import Rows, verify_image
-
     fs, root = source.fs()
     rows = Rows(source)
     for item, label, bbox in zip(

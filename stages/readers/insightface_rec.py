@@ -16,6 +16,7 @@ import pyarrow as pa
 from pltd.schemas import image_id
 from pltd.stages.problems import RowProblem
 from pltd.stages.readers.base import PlanStats, Reader, ReaderOptions, Source, SourceError, register
+from pltd.stages.readers.rows import Rows, verify_image
 from pltd.stages.recordio import RecordError, read_idx, read_record, unpack
 
 
@@ -81,8 +82,6 @@ class InsightfaceRecReader(Reader):
             yield {"item": str(k), "offset": offsets[k], "label": None, "bbox": None}
 
     def read(self, source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
-        from pltd.stages.ingest import Rows, verify_image
-
         fs, _ = source.fs()
         rec, _ = rec_paths(source)
         rec_url = source.url(f"{source.options.prefix}.rec")

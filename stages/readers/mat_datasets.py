@@ -21,6 +21,7 @@ import scipy.io
 from pltd.schemas import image_id
 from pltd.stages.problems import RowProblem
 from pltd.stages.readers.base import PlanStats, Reader, Source, list_images, register
+from pltd.stages.readers.rows import Rows, verify_image
 
 _RENDER_SUFFIX = re.compile(r"_\d+$")
 
@@ -84,8 +85,6 @@ class MatReader(Reader):
         return None
 
     def read(self, source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
-        from pltd.stages.ingest import Rows, verify_image
-
         fs, root = source.fs()
         rows = Rows(source)
         fields = ("Pose_Para", self.landmark_field)

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pltd.pipeline.cli import app
-from tests.conftest import jpeg_bytes
+from tests.helpers import folder_manifest
 
 PLTD = [sys.executable, "-m", "pltd.pipeline.cli"]
 
@@ -30,24 +30,6 @@ def pltd(*args, env=None, **kw) -> subprocess.CompletedProcess:
 def read_dir(url: Path) -> pa.Table:
     files = sorted(p for p in url.rglob("*.parquet") if "_done" not in p.parts)
     return pa.concat_tables([pq.read_table(p) for p in files]) if files else None
-
-
-def folder_manifest(tmp_path: Path, n_images: int, rows_per_partition: int) -> Path:
-    """An image_folder source with n good images in 5 identities plus 3 bad files."""
-    root = tmp_path / "faces"
-    for i in range(n_images):
-        d = root / f"id{i % 5}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"{i:04d}.jpg").write_bytes(jpeg_bytes((40, 40), seed=i))
-    (root / "id0" / "zero.jpg").write_bytes(b"")
-    (root / "id1" / "text.jpg").write_text("hello")
-    (root / "id2" / "cut.jpg").write_bytes(jpeg_bytes((200, 200))[:500])
-    m = tmp_path / "folder.yaml"
-    m.write_text(
-        f"name: folder\nsources: [{{name: faces, format: image_folder, root: {root}}}]\n"
-        f"ingest: {{rows_per_partition: {rows_per_partition}}}\n"
-    )
-    return m
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +154,7 @@ def test_sigkill_mid_stage_then_rerun_gives_the_uninterrupted_rows(tmp_path):
     assert not (killed / "reconciliation.json").exists()
     resumed = pltd("build", str(m), "--out", str(killed), "--until", "ingest", timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"({at_kill} already complete)" in resumed.stdout or "already complete" in resumed.stdout
+    assert f"({at_kill} already complete)" in resumed.stdout  # exactly the partitions complete at the kill
     for sub in ("ingest", "rejected"):
         a, b = read_dir(clean / sub), read_dir(killed / sub)
         a, b = a.sort_by("image_id"), b.sort_by("image_id")
@@ -214,38 +196,6 @@ def test_sample_build_on_an_existing_scheduler_and_workers(tmp_path, sample_dir)
             p.wait(timeout=30)
 
 
-def test_bad_manifest_fails_at_start_naming_field(tmp_path):
-    m = tmp_path / "bad.yaml"
-    m.write_text("name: x\nsources: [{name: a, format: image_folder, root: /tmp, identiy: folder}]\n")
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2 and "bad.yaml" in res.output and "sources.0" in res.output and "identiy" in res.output
-    assert not (tmp_path / "run").exists()
-
-
-def test_missing_root_fails_at_start_naming_path(tmp_path):
-    m = tmp_path / "m.yaml"
-    m.write_text(f"name: x\nsources: [{{name: a, format: vggface2, root: {tmp_path}/nowhere}}]\n")
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "run")])
-    assert res.exit_code == 2 and f"{tmp_path}/nowhere does not exist" in res.output
-
-
-def test_unknown_force_stage_and_bad_root_flag(tmp_path):
-    m = folder_manifest(tmp_path, 5, 5)
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r"), "--force", "landmark"])
-    assert res.exit_code == 2 and "--force landmark: unknown stage" in res.output
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r"), "--root", "faces"])
-    assert res.exit_code == 2 and "expected NAME=PATH" in res.output
-
-
-def test_missing_teacher_checkpoint_fails_at_start_naming_file(tmp_path):
-    m = folder_manifest(tmp_path, 3, 5)
-    m.write_text(m.read_text() + f"landmarks: {{teacher: resnet50, teacher_checkpoint: {tmp_path}/teacher.pt}}\n")
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r")])
-    assert (
-        res.exit_code == 2 and f"landmarks.teacher_checkpoint: model file {tmp_path}/teacher.pt not found" in res.output
-    )
-
-
 @pytest.mark.slow
 def test_index_match_and_mean_face_commands_on_the_sample_run(sample_run, tmp_path):
     run, _, _ = sample_run
@@ -263,28 +213,6 @@ def test_index_match_and_mean_face_commands_on_the_sample_run(sample_run, tmp_pa
     pts = np.asarray(json.loads(face.read_text())["points"])
     assert pts.shape == (68, 3) and pts[30, 2] > pts[:, 2].mean()  # nose toward the camera
     assert pts[45, 0] > pts[36, 0] and pts[27, 1] > pts[8, 1]  # eyes left to right, brow above chin
-
-
-def test_calibrate_command_on_the_sample_pairs(sample_dir, tmp_path):
-    out = tmp_path / "t.json"
-    res = CliRunner().invoke(
-        app, ["calibrate", str(sample_dir / "calibration/lfw_subset_pairs.bin"), "--out", str(out)]
-    )
-    assert res.exit_code == 0, res.output
-    doc = json.loads(out.read_text())
-    assert doc["n_pairs"] == 100 and doc["accuracy"] >= 0.95 and 0 < doc["threshold"] < 1
-
-
-def test_calibrate_refuses_a_malicious_pair_file(tmp_path):
-    import pickle
-
-    class Evil:
-        def __reduce__(self):
-            return (print, ("boom",))
-
-    (tmp_path / "evil.bin").write_bytes(pickle.dumps(([Evil()], [True])))
-    res = CliRunner().invoke(app, ["calibrate", str(tmp_path / "evil.bin")])
-    assert res.exit_code == 2 and "refusing to load builtins.print" in res.output
 
 
 @pytest.mark.slow
@@ -315,11 +243,3 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
     assert sum(1 for _ in ds) == 201
     card = (run / "pltd" / "README.md").read_text()
     assert "201 images, 40 identities" in card and (run / "pltd" / "pose_hist.png").exists()
-
-
-def test_missing_face_recognition_files_fail_at_start(tmp_path):
-    m = folder_manifest(tmp_path, 3, 5)
-    m.write_text(m.read_text() + f"identities: {{networks: [dlib, checkpoint], checkpoints: [null, {tmp_path}/net_ms.pt], "
-                 f"calibration_pairs: {tmp_path}/lfw.bin}}\n")  # fmt: skip
-    res = CliRunner().invoke(app, ["build", str(m), "--out", str(tmp_path / "r")])
-    assert res.exit_code == 2 and f"identities.checkpoints.1: model file {tmp_path}/net_ms.pt not found" in res.output

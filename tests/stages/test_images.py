@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from pltd.stages.images import ImageProblem, decode_rgb, read_header
-from pltd.stages.ingest import IngestSettings, verify_image
-from tests.conftest import jpeg_bytes
+from pltd.stages.readers.rows import IngestSettings, verify_image
+from tests.helpers import jpeg_bytes
 
 
 def png(arr: np.ndarray, mode: str | None = None, **info) -> bytes:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pltd.stages.ingest import IngestSettings, ingest_partition
+from pltd.stages.ingest import ingest_partition
 from pltd.stages.readers.base import PLAN, PlanStats, Source, SourceError, get_reader
+from pltd.stages.readers.rows import IngestSettings
 from pltd.stages.recordio import RecordWriter, pack
-from tests.conftest import jpeg_bytes
+from tests.helpers import jpeg_bytes
 
 SETTINGS = IngestSettings()
 

@@ -14,6 +14,7 @@ from pltd.trainer.losses.landmark import fld_loss, lambda_p, project_mean_face
 from pltd.trainer.losses.margin import LPMC, cosface, pose_ratio
 from pltd.trainer.losses.wing import wing
 from pltd.trainer.model import TaskModel, load_mean_face
+from tests.helpers import train_batch as batch
 
 
 def n_params(m) -> float:
@@ -25,17 +26,6 @@ def test_parameter_counts_match_insightface_and_the_paper():
     assert n_params(create("iresnet50_multi")) == pytest.approx(73.3, abs=0.05)  # the paper's MTL model
     out = create("iresnet_multi_tiny")(torch.zeros(2, 3, 112, 112))
     assert {k: tuple(v.shape) for k, v in out.items()} == {"embedding": (2, 32), "landmarks": (2, 136), "pose": (2, 3)}
-
-
-def batch(n=6, classes=3, size=112):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "image": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
-        "landmarks": torch.rand(n, 68, 2, generator=g),
-        "pose": torch.rand(n, 3, generator=g) * 60 - 30,
-        "face_id": torch.arange(n) % classes,
-        "eye_closed": torch.rand(n, generator=g),
-    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,159 @@
+"""The stages of `pltd build`, in order. Adding a stage is one class here and one entry in `STAGES`.
+
+Computes run on workers; each reads its inputs through the run's layout and returns
+(accepted, rejected, rows in) for the runner to write.
+"""
+
+from __future__ import annotations
+
+from pltd.pipeline import storage
+from pltd.pipeline.config import Manifest
+from pltd.pipeline.layout import RunLayout, read_parts
+from pltd.pipeline.plan import read_partition
+from pltd.pipeline.stage import BuildContext, Stage
+from pltd.stages.assemble import assemble_partition
+from pltd.stages.identities.embed import EmbedSettings, embed_partition
+from pltd.stages.ingest import ingest_partition
+from pltd.stages.landmarks.stage import label_partition
+from pltd.stages.readers.base import Source
+
+GROUND_TRUTH_FORMATS = ("300w_lp", "aflw2000")  # sources the landmarks audit compares against
+
+
+class Ingest(Stage):
+    name = "ingest"
+    sections = ("sources", "ingest")
+    clears = ("plan",)  # --force ingest also re-lists the sources
+
+    def compute(self, layout: RunLayout, source: Source, part: int, settings):
+        plan = read_partition(layout.root, source.name, part)
+        accepted, rejected = ingest_partition(source, plan, settings)
+        return accepted, rejected, plan.num_rows
+
+
+class Landmarks(Stage):
+    name = "landmarks"
+    sections = ("landmarks",)
+    clears = ("audit",)
+
+    def wants_gpu(self, manifest: Manifest) -> bool:
+        return manifest.landmarks.teacher == "resnet50" or manifest.landmarks.blink == "resnet18"
+
+    def packages(self, manifest: Manifest) -> set[str]:
+        lm = manifest.landmarks
+        need = {"mediapipe"}  # the face detector, for images without a box
+        need |= {"dlib"} if lm.teacher == "dlib68" else {"torch"}
+        need |= {"torch"} if lm.blink == "resnet18" else set()
+        return need
+
+    def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
+        lm = manifest.landmarks
+        return {
+            "landmarks.teacher_checkpoint": (lm.teacher == "resnet50", lm.teacher_checkpoint),
+            "landmarks.blink_checkpoint": (lm.blink == "resnet18", lm.blink_checkpoint),
+            "landmarks.index_map": (False, lm.index_map),
+            "landmarks.mean_face": (False, lm.mean_face),
+        }
+
+    def compute(self, layout: RunLayout, source: Source, part: int, settings):
+        rows = storage.read_table(layout.output("ingest", source.name, part))
+        accepted, rejected = label_partition(rows, settings)
+        return accepted, rejected, rows.num_rows
+
+    def after(self, ctx: BuildContext) -> None:
+        """Pseudo-labels against ground truth for sources that have it; saved and printed."""
+        from pltd.stages.landmarks.audit import audit, format_audit
+
+        with_gt = [s.name for s in ctx.sources if s.format in GROUND_TRUTH_FORMATS]
+        tables = [t for s in with_gt if (t := read_parts(ctx.layout.stage_dir(self.name, s))) is not None]
+        if not tables:
+            return
+        import pyarrow as pa
+
+        report = audit(pa.concat_tables(tables))
+        storage.write_json(ctx.layout.audit(self.name), report)
+        for line in format_audit(report):
+            ctx.console.print(line, highlight=False)
+
+
+class Embeddings(Stage):
+    name = "embeddings"
+    sections = ("identities",)
+
+    def enabled(self, manifest: Manifest) -> bool:
+        return manifest.identities is not None
+
+    def settings(self, manifest: Manifest) -> EmbedSettings:
+        return EmbedSettings(tuple(manifest.identities.networks), tuple(manifest.identities.checkpoints))
+
+    def wants_gpu(self, manifest: Manifest) -> bool:
+        return any(n != "dlib" for n in manifest.identities.networks)
+
+    def packages(self, manifest: Manifest) -> set[str]:
+        nets = set(manifest.identities.networks)
+        return ({"dlib"} & nets) | ({"torch"} if nets - {"dlib"} else set()) | ({"facenet_pytorch"} & nets)
+
+    def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
+        ident = manifest.identities
+        return {
+            f"identities.checkpoints.{k}": (net != "dlib", ckpt)
+            for k, (net, ckpt) in enumerate(zip(ident.networks, ident.checkpoints, strict=True))
+        }
+
+    def compute(self, layout: RunLayout, source: Source, part: int, settings):
+        rows = storage.read_table(layout.output("landmarks", source.name, part))
+        ingest = storage.read_table(layout.output("ingest", source.name, part))
+        accepted, rejected = embed_partition(ingest, rows, settings)
+        return accepted, rejected, rows.num_rows
+
+
+class Identities(Stage):
+    """Algorithm 2 over every partition's sums: one result for the whole run (`pipeline/identities.py`)."""
+
+    name = "identities"
+    sections = ("identities",)
+    kind = "global"
+
+    def enabled(self, manifest: Manifest) -> bool:
+        return manifest.identities is not None
+
+    def packages(self, manifest: Manifest) -> set[str]:
+        return {"faiss"} | ({"dlib"} if manifest.identities.thresholds is None else set())  # calibration: dlib68
+
+    def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
+        ident = manifest.identities
+        files = {"identities.calibration_pairs": (ident.thresholds is None, ident.calibration_pairs)}
+        if ident.calibration_pairs and not ident.calibration_pairs.endswith(".bin"):
+            files["identities.calibration_images"] = (True, ident.calibration_images)
+        return files
+
+    def run_global(self, ctx: BuildContext) -> dict:
+        from pltd.pipeline.identities import run_identities
+
+        return run_identities(ctx.client, ctx.run, ctx.manifest.identities, ctx.sources, ctx.plans, ctx.console)
+
+
+class Assemble(Stage):
+    name = "assemble"
+    sections = ("output",)
+    clears = ("pltd",)  # the shards are cut from assemble's files
+
+    def shared(self, ctx: BuildContext) -> tuple:
+        """The (source, identity) → face_id map, sent to every worker once; whether rows must have an embedding."""
+        from pltd.pipeline.publish import identity_map
+
+        id_map = ctx.client.scatter(identity_map(ctx), broadcast=True)
+        return id_map, Embeddings().enabled(ctx.manifest)
+
+    def compute(self, layout: RunLayout, source: Source, part: int, settings, id_map, embedded: bool):
+        ingest = storage.read_table(layout.output("ingest", source.name, part))
+        labels = storage.read_table(layout.output("landmarks", source.name, part))
+        keep = None
+        if embedded:  # images the embeddings stage rejected are not in the PLTD
+            emb = storage.read_table(layout.output("embeddings", source.name, part), columns=["image_id"])
+            keep = set(emb.column("image_id").to_pylist())
+        return assemble_partition(ingest, labels, keep, id_map, settings)
+
+
+STAGES: tuple[Stage, ...] = (Ingest(), Landmarks(), Embeddings(), Identities(), Assemble())
+STAGE_NAMES = tuple(s.name for s in STAGES)

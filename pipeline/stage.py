@@ -1,0 +1,106 @@
+"""What a stage of `pltd build` is, and the context a build hands to every stage.
+
+A stage declares itself: its name, the manifest sections that decide its output, its settings
+(taken from the manifest, whose section models are the stages' own settings models), its compute,
+whether it wants a GPU, the packages and model files it needs, what `--force` clears beyond its own
+folders, whether it runs per partition or once (global), and an optional after-hook. The build
+(`build.py`) only walks `catalog.STAGES`; it knows no stage by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from rich.console import Console
+
+from pltd.pipeline.config import Manifest
+from pltd.pipeline.layout import RunLayout
+from pltd.stages.readers.base import Source
+
+# Import name → what to install; a missing one stops the build at start-up, not on every worker.
+PACKAGES = {
+    "dlib": "dlib-bin",
+    "mediapipe": "mediapipe==0.10.21",
+    "faiss": "faiss-cpu",
+    "onnxruntime": "onnxruntime",
+    "torch": "torch",
+    "facenet_pytorch": "facenet-pytorch (pip install --no-deps facenet-pytorch==2.6.0)",
+}
+
+
+@dataclass
+class BuildContext:
+    """Everything a build's steps share: the manifest, the run's layout, the sources and their plans,
+    the console, and (once connected) the Dask client."""
+
+    manifest: Manifest
+    layout: RunLayout
+    console: Console
+    sources: list[Source]
+    plans: dict[str, dict] = field(default_factory=dict)
+    client: Any = None
+    gpu_workers: int = 0
+    results: dict[str, Any] = field(default_factory=dict)  # what global stages return (identities' report)
+
+    @property
+    def run(self) -> str:
+        return self.layout.root
+
+    def partitions(self) -> Iterator[tuple[Source, int]]:
+        """Every (source, partition) of the plans, sources in manifest order."""
+        for s in self.sources:
+            for part in range(self.plans[s.name]["partitions"]):
+                yield s, part
+
+    def images_in(self) -> dict[str, int]:
+        return {name: p["images"] for name, p in self.plans.items()}
+
+
+class Stage:
+    """Base class; a stage sets the class attributes and overrides what it needs."""
+
+    name: ClassVar[str]
+    sections: ClassVar[tuple[str, ...]]  # manifest sections whose values decide this stage's output
+    kind: ClassVar[Literal["partition", "global"]] = "partition"
+    clears: ClassVar[tuple[str, ...]] = ()  # run folders --force also clears, beyond the stage's own
+
+    def enabled(self, manifest: Manifest) -> bool:
+        return True
+
+    def settings(self, manifest: Manifest) -> Any:
+        return getattr(manifest, self.sections[-1])
+
+    def settings_hash(self, manifest: Manifest) -> str:
+        return manifest.section_hash(*self.sections)
+
+    def wants_gpu(self, manifest: Manifest) -> bool:
+        return False
+
+    def packages(self, manifest: Manifest) -> set[str]:
+        """Import names of the heavy packages this stage needs with these settings."""
+        return set()
+
+    def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
+        """Manifest field → (required by the chosen backend, path) of every model file it names."""
+        return {}
+
+    # --- partition stages
+    def compute(
+        self, layout: RunLayout, source: Source, part: int, settings: Any, *shared: Any
+    ) -> tuple[pa.Table, pa.Table, int]:
+        """On a worker: (accepted rows, rejected rows, rows in) of one partition."""
+        raise NotImplementedError
+
+    def shared(self, ctx: BuildContext) -> tuple:
+        """Values every task needs, computed on the driver only when some partition is left to do."""
+        return ()
+
+    # --- global stages
+    def run_global(self, ctx: BuildContext) -> Any:
+        raise NotImplementedError
+
+    def after(self, ctx: BuildContext) -> None:
+        """Runs once the stage is complete (the landmarks audit)."""

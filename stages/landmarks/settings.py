@@ -1,0 +1,37 @@
+"""Algorithm 1's settings: the manifest's `landmarks` section, the one definition of its defaults.
+
+The manifest validates it (`pipeline/config.py` uses this model as the section) and the stage
+receives it as it is, so no field or default is ever written twice.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pltd.validation import Strict
+
+
+class LandmarkSettings(Strict):
+    views: int = Field(8, ge=1, le=64)  # N
+    view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
+    teacher: Literal["dlib68", "resnet50"] = "dlib68"
+    teacher_checkpoint: str | None = None
+    second: Literal["mediapipe", "none"] = "mediapipe"
+    index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
+    mean_face: str | None = None  # default: the shipped mean 3D face
+    blink: Literal["mediapipe_ear", "resnet18", "none"] = "mediapipe_ear"
+    blink_checkpoint: str | None = None
+    # auto: "teacher" when the teacher regresses a pose (a learned 300W-LP teacher: the paper's P3),
+    # else "fit" (dlib68: its pose would only be a fit of its own, often worse, landmarks);
+    # fit: the mean 3D face fitted to the accepted mean landmarks; teacher: the kept samples' mean
+    # teacher pose (MediaPipe samples carry their view's teacher pose); own: each sample's own pose
+    pose_from: Literal["auto", "fit", "teacher", "own"] = "auto"
+    t_d: float = Field(0.05, gt=0, le=1)
+    keep: int = Field(3, ge=1)  # selective fitting stops at this many samples
+    min_samples: int = Field(3, ge=1)  # fewer valid samples: too_few_valid_samples
+    min_face_fraction: float = Field(0.1, gt=0, lt=1)
+    min_x_spread: float = Field(0.03, ge=0, lt=1)
+    audit: bool = True  # also pseudo-label ground-truth sources, for the audit
+    batch_images: int = Field(32, ge=1)  # images whose views a torch teacher runs in one batch

@@ -1,0 +1,51 @@
+"""Helpers shared by tests (small data made inside the tests). Test files import from here, never
+from `conftest` or from one another."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def jpeg_bytes(size=(64, 48), mode="RGB", seed=0, **save) -> bytes:
+    """A random-pixel image of `size` (w, h) in `mode`, encoded as JPEG."""
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], len(mode))
+    arr = rng.integers(0, 255, shape, dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=None).convert(mode).save(buf, format="JPEG", **save)
+    return buf.getvalue()
+
+
+def train_batch(n=6, classes=3, size=112):
+    """A random multitask training batch (images in [-1, 1], 68 landmarks, pose, identity, blink)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return {
+        "image": torch.rand(n, 3, size, size, generator=g) * 2 - 1,
+        "landmarks": torch.rand(n, 68, 2, generator=g),
+        "pose": torch.rand(n, 3, generator=g) * 60 - 30,
+        "face_id": torch.arange(n) % classes,
+        "eye_closed": torch.rand(n, generator=g),
+    }
+
+
+def folder_manifest(tmp_path, n_images: int, rows_per_partition: int):
+    """A manifest of one image_folder source: n good images in 5 identities plus 3 bad files."""
+    root = tmp_path / "faces"
+    for i in range(n_images):
+        d = root / f"id{i % 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.jpg").write_bytes(jpeg_bytes((40, 40), seed=i))
+    (root / "id0" / "zero.jpg").write_bytes(b"")
+    (root / "id1" / "text.jpg").write_text("hello")
+    (root / "id2" / "cut.jpg").write_bytes(jpeg_bytes((200, 200))[:500])
+    m = tmp_path / "folder.yaml"
+    m.write_text(
+        f"name: folder\nsources: [{{name: faces, format: image_folder, root: {root}}}]\n"
+        f"ingest: {{rows_per_partition: {rows_per_partition}}}\n"
+    )
+    return m
