@@ -160,12 +160,13 @@ def as_floats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def cpu_estimate(model: TaskModel, cfg: TrainConfig, total: int) -> str:
-    """A start-up estimate for a CPU run: one timed forward pass of one image (eval mode, no
-    gradient: no state changes), × 3 for forward + backward, × the batch."""
+    """A start-up estimate for a CPU run: a timed forward pass of one image after a warm-up one (eval
+    mode, no gradient: no state changes), × 3 for forward + backward, × the batch."""
     was = model.net.training
     model.net.eval()
     x = torch.zeros(1, 3, cfg.input_size, cfg.input_size)
     with torch.no_grad():
+        model.net(x)  # the first call pays one-off allocations
         t0 = time.perf_counter()
         model.net(x)
         per_image = time.perf_counter() - t0
@@ -223,7 +224,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     if main:
         say(f"pltd train: {cfg.preset} ({cfg.arch}, tasks {'+'.join(cfg.tasks)}) on {device}, world {world}; "
             f"{len(ds):,} rows {ds._describe()} → {steps_per_epoch:,} steps/epoch; batch {cfg.batch_size}, "
-            f"{workers} loader workers; {total:,} steps to go to")  # fmt: skip
+            f"{workers} loader worker(s); steps {step:,} → {total:,}")  # fmt: skip
         if resume:
             say(f"resumed from {ckpt_path} at step {step} (epoch {epoch}, {done_in_epoch} batches into it)")
         if device.type == "cpu" and step < total:

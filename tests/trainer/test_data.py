@@ -16,7 +16,8 @@ from pltd.schemas import PLTD
 from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample, to_model_input
 
 
-def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7) -> list[str]:
+def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7, yaw=None, kind=None, source=None) -> list[str]:
+    """Tiny PLTD shards; yaw, kind and source, when given, are functions of the row number k."""
     rng = np.random.default_rng(0)
     paths, k = [], 0
     for s in range(n_shards):
@@ -26,9 +27,10 @@ def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7) -> list[str]:
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG")
             pts = rng.uniform(20, 60, (68, 2))
-            recs.append({"image_id": f"r{k}", "source": "syn", "source_label": "x", "face_id": k % 9, "image": buf.getvalue(),
+            recs.append({"image_id": f"r{k}", "source_label": "x", "face_id": k % 9, "image": buf.getvalue(),
                          "width": 80, "height": 96, "bbox": [*pts.min(0), *pts.max(0)], "landmarks": pts.ravel().tolist(),
-                         "pose": [10.0, 5.0, -3.0], "label_kind": "pseudo", "n_samples": 3, "fit_error": 0.01,
+                         "pose": [yaw(k) if yaw else 10.0, 5.0, -3.0], "label_kind": kind(k) if kind else "pseudo",
+                         "n_samples": 3, "fit_error": 0.01, "source": source(k) if source else "syn",
                          "eye_closed": [0.0, 0.0], "source_path": "x"})  # fmt: skip
             k += 1
         path = tmp_path / f"part-{s:05d}.parquet"

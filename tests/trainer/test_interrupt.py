@@ -1,0 +1,71 @@
+"""`pltd train` as a user runs it: progress from step 1, Ctrl-C leaves a checkpoint that `--resume`
+continues to the same final state, and only what resuming and the pipeline need is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pltd.trainer.config import load_config
+from pltd.trainer.loop import train
+from tests.trainer.test_training import TINY, face_shards, losses
+
+PLTD_CMD = str(Path(sys.executable).parent / "pltd")
+SETS = [*(a for s in TINY if not s.startswith("num_workers") for a in ("--set", s)),
+        "--set", "num_workers=1", "--set", "progress_seconds=0.01"]  # fmt: skip
+
+
+@pytest.fixture
+def pltd(tmp_path):
+    d = tmp_path / "pltd"
+    d.mkdir()
+    face_shards(d)
+    (d / "dataset.json").write_text(json.dumps({"identities": 9}))
+    return d
+
+
+@pytest.mark.slow
+def test_sigint_leaves_a_checkpoint_that_resume_continues_to_the_same_state(pltd, tmp_path):
+    """Consistency (pltd vs pltd): a real `pltd train` process (one loader worker) gets SIGINT on its
+    whole process group, as Ctrl-C in a terminal sends it, after its second progress line. It saves a
+    checkpoint, exits 130 and prints the command that resumes; that command says where it resumed and
+    ends with the same losses and weights as an uninterrupted run of the same 8 steps."""
+    part, full = tmp_path / "part", tmp_path / "full"
+    cmd = [PLTD_CMD, "train", "--preset", "mtl", "--data", str(pltd), "--out", str(part), "--max-steps", "8", *SETS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    head = []
+    for line in proc.stderr:
+        head.append(line)
+        if line.startswith("step 2/8"):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=600) == 130, "".join(head) + rest
+    assert any(x.startswith("step 1/8 epoch 0 |") and "images/s" in x and "ETA" in x for x in head)
+    assert "SIGINT: stopping after the current step" in rest
+    at = torch.load(part / "checkpoint.pt", weights_only=True)["step"]
+    assert 2 <= at < 8 and f"stopped at step {at} by SIGINT" in rest
+    resume = shlex.split(rest.split("resume with: ", 1)[1].split("\n", 1)[0])
+    assert resume[:2] == ["pltd", "train"] and "--resume" in resume
+    res = subprocess.run([PLTD_CMD, *resume[1:]], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert f"resumed from {part / 'checkpoint.pt'} at step {at} (epoch" in res.stderr
+
+    cfg = load_config("mtl", [s for s in TINY if not s.startswith("num_workers")] + ["num_workers=1"])
+    train(cfg, str(pltd), str(full), max_steps=8)
+    assert len(losses(part)) == 8 and losses(part) == pytest.approx(losses(full), rel=1e-5)
+    a = torch.load(part / "checkpoint.pt", weights_only=True)
+    b = torch.load(full / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for k, v in b["model"].items():
+        assert torch.allclose(a["model"][k].float(), v.float(), rtol=1e-5, atol=1e-6), k
+    # what a run keeps by default: the training checkpoint, the pipeline's model.pt, logs
+    assert sorted(p.name for p in part.iterdir()) == ["checkpoint.pt", "log_rank0.csv", "model.pt"]
