@@ -1,0 +1,117 @@
+"""ONNX backends for Algorithm 1's learned roles (teacher, blink), run with onnxruntime.
+
+An `OnnxAdapter` (the manifest's `landmarks.teacher_onnx` / `landmarks.blink_onnx`) says how a
+network file is fed and read: input size, colour order, normalisation `(x − mean) / std` per
+channel, layout NCHW/NHWC and the output decoding (`landmarks_pose_139`: pltd's own teacher,
+`3ddfa_62`: 3DDFA_V2's 62 parameters, `blink_logit`: one eye-closed logit). onnxruntime's CUDA
+provider is used when it is available, else the CPU one.
+
+Graphs exported with a fixed batch of 1 (3DDFA_V2's `mb1_120x120.onnx`) are given a symbolic batch
+dimension when loaded (`dynamic_batch`), so one `run` covers every view of a chunk
+(benchmarks/tddfa.py measures batched vs per view).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from pltd.validation import Strict
+
+Decoding = Literal["landmarks_pose_139", "3ddfa_62", "blink_logit"]
+
+
+class OnnxAdapter(Strict):
+    path: str | None = None  # the .onnx file; None: the preset's shipped file (3DDFA_V2)
+    input_size: int = Field(120, ge=8, le=2048)
+    colour: Literal["rgb", "bgr"] = "rgb"
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)  # in the colour order above, 0–255 scale
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    layout: Literal["nchw", "nhwc"] = "nchw"
+    decoding: Decoding = "landmarks_pose_139"
+    batch_size: int = Field(64, ge=1)
+
+
+# Presets: the input/output contracts of the families pltd knows.
+PRESETS: dict[str, OnnxAdapter] = {
+    # cleardusk/3DDFA_V2 TDDFA_ONNX.py (commit 4947e04dcf25281e8e0dc331fc1ab2d0448153e7): BGR,
+    # (x − 127.5) / 128, NCHW 120×120, 62 normalised parameters
+    "3ddfa_v2": OnnxAdapter(
+        input_size=120, colour="bgr", mean=(127.5,) * 3, std=(128.0,) * 3, layout="nchw", decoding="3ddfa_62"
+    ),
+    # pltd's own networks (`pltd train`): RGB, x / 127.5 − 1, NCHW
+    "pltd_teacher": OnnxAdapter(input_size=128, decoding="landmarks_pose_139"),
+    "pltd_blink": OnnxAdapter(input_size=64, decoding="blink_logit"),
+}
+
+OUTPUT_WIDTH = {"landmarks_pose_139": 139, "3ddfa_62": 62, "blink_logit": 1}
+
+
+def providers() -> list[str]:
+    """onnxruntime's CUDA provider when this build has it, then the CPU one."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+def dynamic_batch(model_bytes: bytes) -> bytes:
+    """The same graph with a symbolic batch dimension on every input and output (graphs exported
+    with batch 1; their reshapes must read the batch from `Shape`, as 3DDFA_V2's do)."""
+    import onnx
+
+    m = onnx.load_from_string(model_bytes)
+    for value in [*m.graph.input, *m.graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    return m.SerializeToString()
+
+
+@functools.cache
+def session(path: str, batched: bool = True, threads: int = 0):
+    """An onnxruntime session for `path` (cached per worker process); `batched` makes batch dynamic."""
+    import onnxruntime as ort
+
+    data = Path(path).read_bytes()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # 0: onnxruntime's default (the cores it sees)
+    opts.log_severity_level = 3
+    return ort.InferenceSession(dynamic_batch(data) if batched else data, opts, providers=providers())
+
+
+def to_input(images: np.ndarray, a: OnnxAdapter) -> np.ndarray:
+    """N×S×S×3 uint8 RGB (S = `a.input_size`) → the network's float32 input."""
+    x = np.asarray(images)
+    if x.shape[1:] != (a.input_size, a.input_size, 3):
+        raise ValueError(f"ONNX input: expected N×{a.input_size}×{a.input_size}×3 images, got {x.shape}")
+    if a.colour == "bgr":
+        x = x[..., ::-1]
+    x = (x.astype(np.float32) - np.float32(a.mean)) / np.float32(a.std)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if a.layout == "nchw" else x)
+
+
+class OnnxNetwork:
+    """A network file run batched: `net(images)` → N × output width float32."""
+
+    def __init__(self, path: str, adapter: OnnxAdapter, threads: int = 0):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"ONNX model {path} not found")
+        self.adapter = adapter
+        self.session = session(str(path), True, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        width = OUTPUT_WIDTH[adapter.decoding]
+        got = self.session.get_outputs()[0].shape[-1]
+        if isinstance(got, int) and got != width:
+            raise ValueError(f"ONNX model {path}: output width {got}, decoding {adapter.decoding!r} needs {width}")
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        a, outs = self.adapter, []
+        for i in range(0, len(images), a.batch_size):
+            x = to_input(images[i : i + a.batch_size], a)
+            outs.append(np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32).reshape(len(x), -1))
+        return np.concatenate(outs) if outs else np.zeros((0, OUTPUT_WIDTH[a.decoding]), np.float32)
