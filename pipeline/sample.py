@@ -96,7 +96,7 @@ class Faces:
         rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
         view = make_views(rgb, box, 1, 256, seed=0)[0]
         dlib_pts = create_source("dlib68", mean_face=None)([view])[0].landmarks
-        mesh = create_source("mediapipe", mean_face=None, index_map=load_index_map())([view])[0]
+        mesh = create_source("mediapipe_graph", mean_face=None, index_map=load_index_map())([view])[0]
         pts = dlib_pts if mesh is None else (dlib_pts + mesh.landmarks) / 2
         return view.to_source(pts)
 

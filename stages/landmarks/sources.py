@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pltd.registry import Registry
+from pltd.schemas import LANDMARK_COORDS, LANDMARKS_POSE
 from pltd.stages.landmarks.geometry import fit_pose
 from pltd.stages.landmarks.views import View
 
@@ -95,9 +96,11 @@ class Dlib68(FittedPose):
         return out
 
 
-@register("mediapipe")
+@register("mediapipe_graph")
 class MediaPipeMesh(FittedPose):
-    """MediaPipe FaceMesh (468 points) → 68 through the index map; pose by fitting the mean face."""
+    """MediaPipe FaceMesh's own graph (468 points; re-detects the face in every view, one view at a
+    time) → 68 through the index map; pose by fitting the mean face. The default `mediapipe` is the
+    same network batched on the known region (`facemesh.py`)."""
 
     def __init__(self, mean_face: np.ndarray | None, index_map: np.ndarray, **_):
         import mediapipe as mp
@@ -160,7 +163,7 @@ class ResNetTeacher:
                 x = torch.from_numpy(images[i : i + self.batch_size]).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
                 outs.append(self.model(x).float().cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, 139), np.float32)
+        return np.concatenate(outs) if outs else np.zeros((0, LANDMARKS_POSE), np.float32)
 
     def __call__(self, views: list[View]) -> list[Sample | None]:
         from PIL import Image
@@ -172,6 +175,11 @@ class ResNetTeacher:
         pred = self.predict(imgs)
         out = []
         for v, p in zip(views, pred, strict=True):
-            pts = p[:136].reshape(68, 2) * v.image.shape[0]
-            out.append(Sample(pts, (float(p[136]), float(p[137]), float(p[138])), self.name))
+            pts = p[:LANDMARK_COORDS].reshape(68, 2) * v.image.shape[0]
+            out.append(Sample(pts, tuple(float(a) for a in p[LANDMARK_COORDS:]), self.name))
         return out
+
+
+# Sources defined in their own modules register here, at import (they import `Sample` and `register`
+# from this module, defined above): `mediapipe` (batched FaceMesh) and `3ddfa_v2`.
+from pltd.stages.landmarks import facemesh, tddfa  # noqa: E402, F401

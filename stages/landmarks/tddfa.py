@@ -36,8 +36,8 @@ import math
 import cv2
 import numpy as np
 
-from pltd.pose import angles_batch
 from pltd import safe_pickle
+from pltd.pose import angles_batch
 from pltd.stages.landmarks.bfm import keypoint_bases, package_file
 from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter, OnnxNetwork
 from pltd.stages.landmarks.sources import Sample, register
