@@ -86,7 +86,7 @@ def test_region_from_mesh_is_level_for_a_level_face():
     mesh = np.zeros((468, 3))
     mesh[:, :2] = np.random.default_rng(0).uniform(50, 150, (468, 2))
     mesh[33, :2], mesh[263, :2] = (80, 100), (120, 100)
-    cx, cy, side, rot = facemesh.roi_from_mesh(mesh)
+    _, _, side, rot = facemesh.roi_from_mesh(mesh)
     assert rot == pytest.approx(0.0, abs=1e-9) and side == pytest.approx(1.5 * np.ptp(mesh[:, :2], axis=0).max())
     mesh[263, :2] = (120, 140)  # right eye corner lower on screen: the face is rolled clockwise
     assert facemesh.roi_from_mesh(mesh)[3] == pytest.approx(np.arctan2(40, 40))
