@@ -172,6 +172,7 @@ def build(
             f"{ctx.gpu_workers} with a GPU)"
         )
         for stage in stages:
+            stage.before(ctx)
             if stage.kind == "global":
                 ctx.results[stage.name] = stage.run_global(ctx)
             else:

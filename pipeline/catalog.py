@@ -18,6 +18,7 @@ from pltd.stages.landmarks.stage import label_partition
 from pltd.stages.readers.base import Source
 
 GROUND_TRUTH_FORMATS = ("300w_lp", "aflw2000")  # sources the landmarks audit compares against
+MIN_FRONTAL_SHAPES = 20  # near-frontal 300W-LP shapes needed to make the run's own mean face
 
 
 class Ingest(Stage):
@@ -52,8 +53,39 @@ class Landmarks(Stage):
             "landmarks.teacher_checkpoint": (lm.teacher == "resnet50", lm.teacher_checkpoint),
             "landmarks.blink_checkpoint": (lm.blink == "resnet18", lm.blink_checkpoint),
             "landmarks.index_map": (False, lm.index_map),
-            "landmarks.mean_face": (False, lm.mean_face),
+            "landmarks.mean_face": (False, lm.mean_face if lm.mean_face != "shipped" else None),
         }
+
+    def before(self, ctx: BuildContext) -> None:
+        """With `mean_face: null` and 300W-LP sources: the paper's L_3D from their near-frontal ground
+        truth, written to RUN/landmarks/mean_face.json and used by every task of this stage."""
+        from pltd.stages.landmarks.mean_face import from_ground_truth, save_mean_face
+
+        lm = ctx.manifest.landmarks
+        w300 = [s.name for s in ctx.sources if s.format == "300w_lp"]
+        if lm.mean_face is not None or not w300:
+            return
+        shapes = []
+        for name in w300:
+            t = read_parts(ctx.layout.stage_dir("ingest", name), columns=["landmarks_gt", "pose_gt"])
+            if t is not None:
+                pairs = zip(t.column("landmarks_gt").to_pylist(), t.column("pose_gt").to_pylist(), strict=True)
+                shapes += [(lm_gt, pose) for lm_gt, pose in pairs if lm_gt is not None and pose is not None]
+        made = from_ground_truth(shapes, min_shapes=MIN_FRONTAL_SHAPES)
+        if made is None:
+            ctx.console.print(
+                f"landmarks: fewer than {MIN_FRONTAL_SHAPES} near-frontal ground-truth shapes in {', '.join(w300)}; "
+                "pose fitting uses the shipped mean face"
+            )
+            return
+        points, provenance = made
+        path = ctx.layout.stage_file(self.name, "mean_face.json")
+        save_mean_face(path, points, {**provenance, "sources": w300})
+        ctx.manifest = ctx.manifest.model_copy(update={"landmarks": lm.model_copy(update={"mean_face": path})})
+        ctx.console.print(
+            f"landmarks: mean 3D face from {provenance['shapes']} near-frontal ground-truth shapes of "
+            f"{', '.join(w300)} → {path}"
+        )
 
     def compute(self, layout: RunLayout, source: Source, part: int, settings):
         rows = storage.read_table(layout.output("ingest", source.name, part))

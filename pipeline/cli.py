@@ -190,23 +190,15 @@ def mean_face(
     """Recompute the mean 3D face: x, y from near-frontal ground truth, depth from the shipped model."""
     import datetime as dt
 
-    import numpy as np
-
-    from pltd.stages.landmarks.mean_face import load_mean_face, save_mean_face, with_frontal_2d
+    from pltd.stages.landmarks.mean_face import from_ground_truth, save_mean_face
 
     rows = [r for r in _ingest_rows(run, 10**9) if r.get("landmarks_gt") and r.get("pose_gt")]
-    frontal = [r["landmarks_gt"] for r in rows if max(abs(a) for a in r["pose_gt"]) <= max_angle]
-    if len(frontal) < 5:
-        _fail(f"{run}: {len(frontal)} ground-truth rows within {max_angle}° of frontal; need at least 5")
-    points = with_frontal_2d(load_mean_face(), [np.asarray(p) for p in frontal])
-    provenance = {
-        "x_y": f"mean of {len(frontal)} ground-truth shapes with all angles ≤ {max_angle}°",
-        "z": "the shipped mean face's depth",
-        "run": run,
-        "made": dt.date.today().isoformat(),
-    }
-    save_mean_face(out, points, provenance)
-    console.print(f"{out}: mean face from {len(frontal)} near-frontal shapes")
+    made = from_ground_truth([(r["landmarks_gt"], r["pose_gt"]) for r in rows], max_angle)
+    if made is None:
+        _fail(f"{run}: fewer than 5 ground-truth rows within {max_angle}° of frontal")
+    points, provenance = made
+    save_mean_face(out, points, {**provenance, "run": run, "made": dt.date.today().isoformat()})
+    console.print(f"{out}: mean face from {provenance['shapes']} near-frontal shapes")
 
 
 @app.command()

@@ -102,5 +102,8 @@ class Stage:
     def run_global(self, ctx: BuildContext) -> Any:
         raise NotImplementedError
 
+    def before(self, ctx: BuildContext) -> None:
+        """Runs on the driver before the stage's tasks (the landmarks stage's mean face)."""
+
     def after(self, ctx: BuildContext) -> None:
         """Runs once the stage is complete (the landmarks audit)."""

@@ -31,19 +31,29 @@ def default_mean_face_path() -> Path:
     return Path(str(resources.files("pltd.stages") / "data" / "mean_face_68.json"))
 
 
-def load_mean_face(path: str | Path | None = None) -> np.ndarray:
-    p = Path(path) if path else default_mean_face_path()
-    if not p.is_file():
-        raise FileNotFoundError(f"mean 3D face {p} not found")
-    pts = np.asarray(json.loads(p.read_text())["points"], float)
+def load_mean_face(path: str | None = None) -> np.ndarray:
+    """A mean face JSON (local path or fsspec URL); None or "shipped": the shipped one."""
+    import fsspec
+
+    p = str(path) if path and str(path) != "shipped" else str(default_mean_face_path())
+    try:
+        with fsspec.open(p, "r") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"mean 3D face {p} not found") from None
+    pts = np.asarray(doc["points"], float)
     if pts.shape != (68, 3):
         raise ValueError(f"{p}: 'points' must be 68 x 3, got {pts.shape}")
     return pts
 
 
 def save_mean_face(path: str | Path, points: np.ndarray, provenance: dict) -> None:
+    """Write a mean face JSON (local path or fsspec URL)."""
+    import fsspec
+
     doc = {"points": np.round(points, 5).tolist(), "provenance": provenance}
-    Path(path).write_text(json.dumps(doc, indent=1))
+    with fsspec.open(str(path), "w") as f:
+        f.write(json.dumps(doc, indent=1))
 
 
 def normalise(points: np.ndarray) -> np.ndarray:
@@ -120,6 +130,7 @@ def from_ground_truth(
     base, base_provenance = shipped_default()
     points = symmetrise(with_frontal_2d(base, frontal))
     provenance = {
+        "shapes": len(frontal),
         "x_y": f"mean of {len(frontal)} ground-truth 2D shapes with every angle <= {max_angle} deg "
         "(2D similarity-aligned), made symmetric",
         "z": base_provenance["method"],

@@ -20,7 +20,10 @@ class LandmarkSettings(Strict):
     teacher_checkpoint: str | None = None
     second: Literal["mediapipe", "none"] = "mediapipe"
     index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
-    mean_face: str | None = None  # default: the shipped mean 3D face
+    # the mean 3D face for pose fitting (README "Pose zero and the mean 3D face"): null = from the
+    # near-frontal ground truth of the manifest's 300W-LP sources when there are any (the paper's
+    # L_3D, written to RUN/landmarks/mean_face.json), else the shipped one; "shipped"; or a file
+    mean_face: str | None = None
     blink: Literal["mediapipe_ear", "resnet18", "none"] = "mediapipe_ear"
     blink_checkpoint: str | None = None
     # auto: "teacher" when the teacher regresses a pose (a learned 300W-LP teacher: the paper's P3),

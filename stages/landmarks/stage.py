@@ -13,6 +13,7 @@ from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.blink import adjust_upper_eyes, eye_aspect_ratio, eye_crops, sigma_from_ear
 from pltd.stages.landmarks.fitting import Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.geometry import fit_pose
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.sources import Sample
 from pltd.stages.landmarks.views import View, make_views, seed_of
@@ -31,7 +32,7 @@ class Models:
         from pltd.stages.landmarks.mesh_map import load_index_map
         from pltd.stages.landmarks.sources import create_source
 
-        mean_face = load_mean_face(s.mean_face)
+        mean_face = self.mean_face = load_mean_face(s.mean_face)
         self.teacher = create_source(s.teacher, mean_face=mean_face, checkpoint=s.teacher_checkpoint)
         self.second = (
             None
@@ -77,6 +78,18 @@ def blink_sigmas(
     return sig
 
 
+def pose_mode(s: LandmarkSettings, m: Models) -> str:
+    """`pose_from` with "auto" resolved: the teacher's pose only when the teacher regresses one.
+
+    Measured on the real 300W-LP render (yaw −44°) with dlib68 + MediaPipe: dlib's landmarks miss
+    at that yaw (NME 0.24) and its fitted pose had the wrong sign (+9° label); the fit of the
+    selectively fitted mean landmarks gives −38.5° (and +37.7° on the mirror image).
+    """
+    if s.pose_from != "auto":
+        return s.pose_from
+    return "fit" if getattr(m.teacher, "pose_is_fitted", True) else "teacher"
+
+
 def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSettings, m: Models, teacher_out=None):
     """Algorithm 1 for one image: (Fit, per-view details) — coordinates in source pixels."""
     views = make_views(image, box, s.views, s.view_size, seed_of(image_id))
@@ -84,6 +97,7 @@ def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSe
     second = m.second(views) if m.second is not None else [None] * len(views)
     sig = blink_sigmas(views, teacher, second, s, m)
     validity = Validity(s.min_face_fraction, s.min_x_spread)
+    pose_from = pose_mode(s, m)
     pts, poses, kinds = [], [], []
     for v, t, sec, sg in zip(views, teacher, second, sig, strict=True):
         if t is not None and invalid_reason(t.landmarks, s.view_size, validity) is None:
@@ -94,9 +108,13 @@ def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSe
         if sec is not None and invalid_reason(sec.landmarks, s.view_size, validity) is None:
             pts.append(v.to_source(sec.landmarks))
             own = sec.pose
-            poses.append(t.pose if s.pose_from == "teacher" and t is not None and t.pose is not None else own)
+            poses.append(t.pose if pose_from == "teacher" and t is not None and t.pose is not None else own)
             kinds.append("second")
+    if pose_from == "fit":
+        poses = [None] * len(pts)  # no per-sample fits: the accepted landmarks are fitted once below
     fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples)
+    if pose_from == "fit" and fit.landmarks is not None:
+        fit.pose = fit_pose(fit.landmarks, m.mean_face)[0]
     sigmas = [x for x in sig if x is not None]
     details = {
         "kinds": kinds,
