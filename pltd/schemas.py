@@ -12,8 +12,11 @@ import pyarrow as pa
 
 SCHEMA_VERSION = "1"
 
+LANDMARK_COORDS = 136  # 68 points × (x, y), iBUG order
+LANDMARKS_POSE = LANDMARK_COORDS + 3  # a landmark+pose network's output: the 136 values, then yaw, pitch, roll
+
 BBOX = pa.list_(pa.float32(), 4)
-POINTS68 = pa.list_(pa.float32(), 136)
+POINTS68 = pa.list_(pa.float32(), LANDMARK_COORDS)
 POSE = pa.list_(pa.float32(), 3)
 # Optional vectors in intermediate tables are variable-size lists: pyarrow (<= 25) cannot read back
 # a fixed_size_list column with nulls from Parquet ("Expected all lists to be of size=4 …").

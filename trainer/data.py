@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from pltd.pose import mirror
 from pltd.stages.landmarks.ibug import MIRROR68
 from pltd.trainer.sampling import Balance, Selection, epoch_draws
 
@@ -139,7 +140,7 @@ def flip_sample(image: np.ndarray, pts: np.ndarray, bbox: np.ndarray, pose: np.n
     pts = pts.copy()
     pts[:, 0] = s - pts[:, 0]
     bbox = np.array([s - bbox[2], bbox[1], s - bbox[0], bbox[3]], np.float32)
-    return image[:, ::-1], pts[MIRROR68], bbox, np.array([-pose[0], pose[1], -pose[2]], np.float32)
+    return image[:, ::-1], pts[MIRROR68], bbox, mirror(pose).astype(np.float32)
 
 
 class PLTDDataset(IterableDataset):

@@ -21,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pltd.networks import create
+from pltd.networks import create, split_landmarks_pose
 from pltd.pose import rotation_torch
+from pltd.schemas import LANDMARKS_POSE
 from pltd.trainer.config import TrainConfig
 from pltd.trainer.losses.landmark import fld_loss
 from pltd.trainer.losses.margin import LPMC
@@ -66,8 +67,8 @@ class TaskModel(nn.Module):
         out = self.net(x)
         if isinstance(out, dict):
             return out
-        if out.shape[1] == 139:
-            return {"landmarks": out[:, :136], "pose": out[:, 136:]}
+        if out.shape[1] == LANDMARKS_POSE:
+            return split_landmarks_pose(out)
         if out.shape[1] == 1:
             return {"blink": out[:, 0]}
         return {"embedding": out}

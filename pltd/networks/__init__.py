@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from pltd.registry import Registry
+from pltd.schemas import LANDMARK_COORDS
 
 ARCHITECTURES: Registry = Registry("network architecture")
 register = ARCHITECTURES.register
@@ -17,6 +18,11 @@ register = ARCHITECTURES.register
 
 def create(name: str, **kwargs) -> nn.Module:
     return ARCHITECTURES.create(name, **kwargs)
+
+
+def split_landmarks_pose(out):
+    """A (B, 139) landmark+pose output (tensor or array) → {"landmarks": (B, 136), "pose": (B, 3)}."""
+    return {"landmarks": out[:, :LANDMARK_COORDS], "pose": out[:, LANDMARK_COORDS:]}
 
 
 from pltd.networks import iresnet, resnet  # noqa: E402, F401  (they register; after `register` exists)

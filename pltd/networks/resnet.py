@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from pltd.networks import register
+from pltd.schemas import LANDMARKS_POSE
 
 
 class BasicBlock(nn.Module):
@@ -89,11 +90,11 @@ def resnet18(num_outputs: int = 1, width: int = 64) -> ResNet:
 
 
 @register
-def resnet50(num_outputs: int = 139, width: int = 64) -> ResNet:
+def resnet50(num_outputs: int = LANDMARKS_POSE, width: int = 64) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], num_outputs, width)
 
 
 @register
-def resnet_tiny(num_outputs: int = 139, width: int = 8) -> ResNet:
+def resnet_tiny(num_outputs: int = LANDMARKS_POSE, width: int = 8) -> ResNet:
     """A tiny variant for tests: same structure, 8 base channels, one block per stage."""
     return ResNet(BasicBlock, [1, 1, 1, 1], num_outputs, width)

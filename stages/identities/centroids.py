@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pltd.vectors import l2_normalize
+
 SUMS = pa.schema(
     [
         pa.field("source", pa.string()),
@@ -74,8 +76,7 @@ def combine(a: pa.Table, b: pa.Table) -> pa.Table:
 
 
 def normalise(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, np.float32)
-    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(m, axis=1)
 
 
 def sorted_sums(sums: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:

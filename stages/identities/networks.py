@@ -21,6 +21,7 @@ import numpy as np
 
 from pltd.registry import Registry
 from pltd.stages.identities.align import arcface_crop
+from pltd.vectors import l2_normalize
 
 NETWORKS = Registry("face-recognition network")
 register = NETWORKS.register
@@ -28,11 +29,6 @@ register = NETWORKS.register
 
 def create_network(name: str, checkpoint: str | None = None, **kw):
     return NETWORKS.create(name, checkpoint=checkpoint, **kw)
-
-
-def l2n(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @register("dlib")
@@ -61,7 +57,7 @@ class DlibDescriptor:
             )
             chip = self.dlib.get_face_chip(img, shape, size=150, padding=0.25)
             out.append(np.asarray(self.model.compute_face_descriptor(chip, self.jitters)))
-        return l2n(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
+        return l2_normalize(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
 class TorchEmbedder:
@@ -78,7 +74,7 @@ class TorchEmbedder:
                 x = torch.from_numpy(crops[i : i + self.batch_size]).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
                 outs.append(self.model(x).float().cpu().numpy())
-        return l2n(np.concatenate(outs)) if outs else np.zeros((0, self.dim), np.float32)
+        return l2_normalize(np.concatenate(outs)) if outs else np.zeros((0, self.dim), np.float32)
 
 
 @register("checkpoint")

@@ -9,7 +9,7 @@ unreadable index) raise `SourceError` at start-up, naming the path.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -130,11 +130,3 @@ def list_images(source: Source, stats: PlanStats, companions: tuple[str, ...] = 
         elif not posixpath.basename(rel).startswith(".") and not rel.lower().endswith(companions):
             stats.ignore("not_an_image_extension", rel)
     return sorted(rels)
-
-
-def read_file_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
-    with fs.open(path, "rb") as f:
-        return f.read()
-
-
-Parser = Callable[..., Any]

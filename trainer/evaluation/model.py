@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pltd.networks import split_landmarks_pose
+from pltd.schemas import LANDMARKS_POSE
+from pltd.vectors import l2_normalize
+
 
 class EvalModel:
     @classmethod
@@ -43,9 +47,7 @@ class EvalModel:
                 x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
                 out = self.net(x)
                 if not isinstance(out, dict):
-                    out = (
-                        {"landmarks": out[:, :136], "pose": out[:, 136:]} if out.shape[1] == 139 else {"embedding": out}
-                    )
+                    out = split_landmarks_pose(out) if out.shape[1] == LANDMARKS_POSE else {"embedding": out}
                 for k, v in out.items():
                     outs.setdefault(k, []).append(v.float().cpu().numpy())
         res = {k: np.concatenate(v) for k, v in outs.items()}
@@ -61,4 +63,4 @@ class EvalModel:
     def embed_with_flip(self, images: np.ndarray) -> np.ndarray:
         """The flip-summed embedding, L2-normalised (insightface's verification protocol)."""
         e = self.flip_sum(images)
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(e, axis=1, dtype=None)

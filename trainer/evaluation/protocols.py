@@ -20,6 +20,7 @@ from pltd.trainer.evaluation.metrics import (
     yaw_bins,
 )
 from pltd.trainer.evaluation.model import EvalModel
+from pltd.vectors import l2_normalize
 
 
 def _decode_resized(data: bytes, size: int) -> np.ndarray:
@@ -54,7 +55,7 @@ def template_features(feats: np.ndarray, templates: np.ndarray, medias: np.ndarr
     tids, tinv = np.unique(keys[:, 0], return_inverse=True)
     tf = np.zeros((len(tids), feats.shape[1]))
     np.add.at(tf, tinv.reshape(-1), media)
-    return tids, tf / np.maximum(np.linalg.norm(tf, axis=1, keepdims=True), 1e-12)
+    return tids, l2_normalize(tf, axis=1, dtype=None)
 
 
 def pair_scores(tids: np.ndarray, tf: np.ndarray, t1: np.ndarray, t2: np.ndarray, batch: int = 1_000_000,
