@@ -115,3 +115,52 @@ class OnnxNetwork:
             x = to_input(images[i : i + a.batch_size], a)
             outs.append(np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32).reshape(len(x), -1))
         return np.concatenate(outs) if outs else np.zeros((0, OUTPUT_WIDTH[a.decoding]), np.float32)
+
+
+def onnx_teacher(adapter: OnnxAdapter | None, **kwargs):
+    """The `onnx` teacher: a network file read through its adapter (`landmarks.teacher_onnx`)."""
+    if adapter is None:
+        raise ValueError("landmarks.teacher_onnx: the adapter spec is required with teacher: onnx")
+    if adapter.decoding == "3ddfa_62":
+        from pltd.stages.landmarks.tddfa import Tddfa
+
+        return Tddfa(adapter=adapter, **kwargs)
+    if adapter.decoding == "landmarks_pose_139":
+        return OnnxTeacher(adapter, **kwargs)
+    raise ValueError(f"landmarks.teacher_onnx.decoding: {adapter.decoding!r} is not a teacher's output")
+
+
+class OnnxTeacher:
+    """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed."""
+
+    name = "onnx"
+    pose_is_fitted = False
+
+    def __init__(self, adapter: OnnxAdapter, threads: int = 0, **_):
+        if adapter.path is None:
+            raise ValueError("landmarks.teacher_onnx.path: an .onnx file is required for landmarks_pose_139")
+        self.net = OnnxNetwork(adapter.path, adapter, threads)
+
+    def __call__(self, views):
+        from pltd.stages.landmarks.sources import resized, samples_from_139
+
+        if not views:
+            return []
+        return samples_from_139(self.net(resized(views, self.net.adapter.input_size)), views, self.name)
+
+
+class OnnxBlink:
+    """The blink role from an ONNX file (`blink_logit`): σ = sigmoid(logit) per eye crop, batched."""
+
+    def __init__(self, adapter: OnnxAdapter | None, threads: int = 0):
+        if adapter is None or adapter.path is None:
+            raise ValueError("landmarks.blink_onnx.path: an .onnx file is required with blink: onnx")
+        if adapter.decoding != "blink_logit":
+            raise ValueError(f"landmarks.blink_onnx.decoding: {adapter.decoding!r}, expected 'blink_logit'")
+        self.net = OnnxNetwork(adapter.path, adapter, threads)
+        self.size = adapter.input_size
+
+    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return np.zeros(0)
+        return 1 / (1 + np.exp(-self.net(np.stack(crops))[:, 0]))

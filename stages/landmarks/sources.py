@@ -166,20 +166,34 @@ class ResNetTeacher:
         return np.concatenate(outs) if outs else np.zeros((0, LANDMARKS_POSE), np.float32)
 
     def __call__(self, views: list[View]) -> list[Sample | None]:
-        from PIL import Image
+        return samples_from_139(self.predict(resized(views, self.input_size)), views, self.name)
 
-        s = self.input_size
-        imgs = np.stack(
-            [v.image if v.image.shape[0] == s else np.asarray(Image.fromarray(v.image).resize((s, s))) for v in views]
+
+def resized(views: list[View], size: int) -> np.ndarray:
+    """N × size × size × 3 uint8: the views at a network's input size."""
+    from PIL import Image
+
+    return np.stack(
+        [
+            v.image if v.image.shape[0] == size else np.asarray(Image.fromarray(v.image).resize((size, size)))
+            for v in views
+        ]
+    )
+
+
+def samples_from_139(pred: np.ndarray, views: list[View], name: str) -> list[Sample | None]:
+    """Decode pltd's teacher output (`landmarks_pose_139`): 68 (x, y) as fractions of the input side,
+    then yaw, pitch, roll in degrees."""
+    return [
+        Sample(
+            p[:LANDMARK_COORDS].reshape(68, 2) * v.image.shape[0], tuple(float(a) for a in p[LANDMARK_COORDS:]), name
         )
-        pred = self.predict(imgs)
-        out = []
-        for v, p in zip(views, pred, strict=True):
-            pts = p[:LANDMARK_COORDS].reshape(68, 2) * v.image.shape[0]
-            out.append(Sample(pts, tuple(float(a) for a in p[LANDMARK_COORDS:]), self.name))
-        return out
+        for v, p in zip(views, pred, strict=True)
+    ]
 
 
 # Sources defined in their own modules register here, at import (they import `Sample` and `register`
-# from this module, defined above): `mediapipe` (batched FaceMesh) and `3ddfa_v2`.
-from pltd.stages.landmarks import facemesh, tddfa  # noqa: E402, F401
+# from this module, defined above): `mediapipe` (batched FaceMesh), `3ddfa_v2` and `onnx`.
+from pltd.stages.landmarks import facemesh, onnx_backend, tddfa  # noqa: E402, F401
+
+SOURCES.add("onnx", onnx_backend.onnx_teacher)
