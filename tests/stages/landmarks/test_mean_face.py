@@ -43,7 +43,7 @@ def test_from_ground_truth_keeps_the_frame_and_needs_enough_shapes():
 
 def _context(tmp_path, mean_face=None) -> BuildContext:
     root = tmp_path / "lp"
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     m = Manifest.model_validate(
         {"name": "t", "sources": [{"name": "lp", "format": "300w_lp", "root": str(root)}],
          "landmarks": {"mean_face": mean_face}}
