@@ -3,7 +3,10 @@
     python benchmarks/train.py [--batch 128] [--steps 3] [--amp none|bf16|fp16] [--compile]
 
 Reports images/s (baseline: the paper's ~770 images/s on one RTX A6000 in FP16; target on one
-H100: ≥ 3,000) and whether the reader (benchmarks/loader.py: images/s per core) can feed it.
+H100: ≥ 3,000) and whether the reader (benchmarks/loader.py: images/s per core) can feed it; the
+FLOPs of one image's forward + backward (counted with torch's FlopCounterMode), the model-FLOP
+utilisation (MFU) the H100 target means, and the MFU measured when run on a GPU. The batch is uint8
+NHWC normalised on the device, as the trainer does.
 
     python benchmarks/train.py --heads [--batch 8 --steps 2 --classes 1000]
 
@@ -20,12 +23,47 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from pltd.trainer.config import load_config
-from pltd.trainer.loop import autocast
+from pltd.trainer.data import to_model_input
+from pltd.trainer.loop import autocast, configure_backends
 from pltd.trainer.model import TaskModel
 
 PAPER_A6000 = 770.0
+TARGET_H100 = 3000.0
+# dense tensor-core peaks (TFLOP/s) from NVIDIA's data sheets: (bf16/fp16, TF32 for fp32 runs)
+PEAK = {"H100 PCIe": (756.0, 378.0), "H100": (989.4, 494.7), "H200": (989.4, 494.7), "A100": (312.0, 156.0),
+        "A6000": (154.8, 77.4)}  # fmt: skip
+
+
+def peak_tflops(name: str, amp: str) -> float | None:
+    for key, (half, tf32) in PEAK.items():  # the more specific names come first
+        if key in name:
+            return half if amp in ("bf16", "fp16") else tf32
+    return None
+
+
+def flops_per_image(args, device: torch.device) -> float:
+    """Forward + backward FLOPs of one image of the paper's model and losses (torch's counter: 2 per
+    multiply-add of matmuls and convolutions), counted on a batch of 2."""
+    cfg = load_config("mtl", [f"amp={args.amp}"])
+    model = TaskModel(cfg, args.classes).to(device)
+    batch = synthetic_batch(2, args.classes, device, channels_last=False)
+    with FlopCounterMode(display=False) as counter, autocast(cfg, device):
+        model(batch)["loss"].backward()
+    return counter.get_total_flops() / 2
+
+
+def synthetic_batch(b: int, classes: int, device: torch.device, channels_last: bool) -> dict:
+    """Random labels and a uint8 NHWC image batch normalised on the device, as the trainer does."""
+    x = to_model_input(torch.randint(0, 256, (b, 112, 112, 3), dtype=torch.uint8, device=device))
+    return {
+        "image": x if channels_last else x.contiguous(),
+        "landmarks": torch.rand(b, 68, 2, device=device),
+        "pose": torch.rand(b, 3, device=device) * 60 - 30,
+        "face_id": torch.randint(0, classes, (b,), device=device),
+    }
 
 
 def main() -> None:
@@ -39,8 +77,7 @@ def main() -> None:
     ap.add_argument("--heads", action="store_true", help="the issue-15 options vs the default")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.backends.mkldnn.enabled = False  # as the trainer does on CPUs (see trainer/loop.py)
+    configure_backends(load_config("mtl"), device)  # as the trainer: native CPU convolutions, TF32 on CUDA
     if args.heads:
         return heads_table(args, device)
     ips = measure(args, device)
@@ -50,6 +87,18 @@ def main() -> None:
     print(
         f"IResNet50-Multi fwd+bwd, 112x112, batch {args.batch}, {name}, amp {res['amp']}, compile {args.compile}: "
         f"{ips:.1f} images/s ({ips / PAPER_A6000:.3f}x the paper's 770/s on an A6000)"
+    )
+    flops = flops_per_image(args, device)
+    achieved, budget = ips * flops / 1e12, TARGET_H100 * flops / 1e12
+    peak = peak_tflops(name, args.amp) if device.type == "cuda" else None
+    res |= {"gflop_per_image_fwd_bwd": flops / 1e9, "achieved_tflops": achieved,
+            "mfu": achieved / peak if peak else None, "target_h100_tflops": budget,
+            "target_h100_mfu_bf16": budget / PEAK["H100"][0]}  # fmt: skip
+    here = f"MFU {achieved / peak:.1%} of {peak:.0f} TFLOP/s" if peak else "no GPU peak to compare with"
+    print(
+        f"FLOPs: {flops / 1e9:.1f} GFLOP per image fwd+bwd (counted); here {achieved:.3f} TFLOP/s ({here}). "
+        f"Budget: {TARGET_H100:,.0f} images/s on an H100 = {budget:.1f} TFLOP/s = "
+        f"{res['target_h100_mfu_bf16']:.1%} MFU of its {PEAK['H100'][0]:.0f} bf16 TFLOP/s"
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
@@ -92,14 +141,7 @@ def measure(args, device: torch.device, overrides: list[str] = ()) -> float:
     step_model = torch.compile(model) if args.compile else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     b = args.batch
-    batch = {
-        "image": torch.randn(b, 3, 112, 112, device=device),
-        "landmarks": torch.rand(b, 68, 2, device=device),
-        "pose": torch.rand(b, 3, device=device) * 60 - 30,
-        "face_id": torch.randint(0, args.classes, (b,), device=device),
-    }
-    if cl:
-        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    batch = synthetic_batch(b, args.classes, device, cl)
 
     def step():
         with autocast(cfg, device):
