@@ -69,3 +69,33 @@ def test_sigint_leaves_a_checkpoint_that_resume_continues_to_the_same_state(pltd
         assert torch.allclose(a["model"][k].float(), v.float(), rtol=1e-5, atol=1e-6), k
     # what a run keeps by default: the training checkpoint, the pipeline's model.pt, logs
     assert sorted(p.name for p in part.iterdir()) == ["checkpoint.pt", "log_rank0.csv", "model.pt"]
+
+
+def test_progress_estimate_and_resume_are_reported(pltd, tmp_path, capfd):
+    """Consistency: in-process runs print the start-up line, the CPU warning with its estimate, a
+    progress line at step 1, and on --resume the step it resumed at; no TorchScript by default."""
+    out = tmp_path / "run"
+    train(load_config("mtl", TINY), str(pltd), str(out), max_steps=2)
+    first = capfd.readouterr().err
+    assert "pltd train: mtl (iresnet_multi_tiny, tasks fr+fld+hpe) on cpu, world 1; 48 rows" in first
+    assert "warning: no GPU" in first and "s per step of 8 images" in first
+    assert first.count("step 1/2 epoch 0 |") == 1 and "step 2/2 epoch 0 |" in first
+    train(load_config("mtl", TINY), str(pltd), str(out), max_steps=3, resume=True)
+    again = capfd.readouterr().err
+    assert f"resumed from {out / 'checkpoint.pt'} at step 2 (epoch 0, 2 batches into it)" in again
+    assert "step 3/3 epoch 0 |" in again and "step 1/" not in again
+    assert not (out / "model.torchscript.pt").exists() and (out / "model.pt").is_file()
+
+
+def test_checkpoint_writer_saves_the_state_of_the_step(tmp_path):
+    """Consistency: the background write holds the values of the moment `save` was called, even when
+    training changes the tensors while the file is being written."""
+    from pltd.trainer.runtime import CheckpointWriter
+
+    w, t = CheckpointWriter(), torch.arange(1_000_000, dtype=torch.float32)
+    w.save(tmp_path / "c.pt", {"model": {"w": t}, "step": 7}, step=7)
+    t.add_(1.0)  # the next optimizer step
+    w.wait()
+    back = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert back["step"] == 7 and torch.equal(back["model"]["w"], torch.arange(1_000_000, dtype=torch.float32))
+    assert not (tmp_path / "c.pt.tmp").exists()
