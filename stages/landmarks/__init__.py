@@ -1,0 +1,3 @@
+"""Algorithm 1. Importing the package registers every landmark source (`base.SOURCES`)."""
+
+from pltd.stages.landmarks import facemesh, sources, tddfa  # noqa: F401

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pltd.stages.landmarks.sources import FittedPose, Sample, register
+from pltd.stages.landmarks.base import FittedPose, Sample, register
 from pltd.stages.landmarks.views import View
 
 SIZE = 192
@@ -136,5 +136,5 @@ class BatchedMesh(FittedPose):
         out: list[Sample | None] = []
         for mesh, p in zip(meshes, prob, strict=True):
             pts = mesh[self.index_map, :2]
-            out.append(Sample(pts, self._pose(pts), self.name, mesh) if p >= 0.5 else None)
+            out.append(Sample(pts, None, self.name, mesh) if p >= 0.5 else None)
         return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +43,11 @@ class Fit:
     reason: str | None  # rejection reason
 
 
-def sample_distances(samples: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Mean point-to-point distance of each sample to `mean`, divided by the mean's face size."""
-    return np.linalg.norm(samples - mean[None], axis=2).mean(axis=1) / face_size(mean)
+def sample_distances(samples: np.ndarray, mean: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+    """Mean point-to-point distance of each sample to `mean` over `points` (default all 68), divided
+    by the mean's face size (of all 68 points)."""
+    sel = slice(None) if points is None else points
+    return np.linalg.norm(samples[:, sel] - mean[None, sel], axis=2).mean(axis=1) / face_size(mean)
 
 
 Pose = tuple[float, float, float]
@@ -54,28 +55,29 @@ Pose = tuple[float, float, float]
 
 def selective_fit(
     landmarks: list[np.ndarray],
-    poses: list[Pose | Callable[[], Pose | None] | None],
+    poses: list[Pose | None],
     t_d: float = 0.05,
     keep: int = 3,
     min_samples: int = 3,
+    points: np.ndarray | None = None,
 ) -> Fit:
     """Drop the farthest sample from the mean while more than `keep` remain; accept the mean if all are within t_d.
 
-    A pose may be given as a function: it is called only for the samples kept (pose fitting is the
-    costly part of a sample, and at most `keep` of them are needed).
+    `points`: the landmark indices the distances use (default all 68; the inner points 17–67 when
+    3D-style and 2D-style jaws are mixed, `algorithm.spread_points`). The pose is the mean of the
+    kept samples' poses that are not None.
     """
     if len(landmarks) < min_samples:
         return Fit(None, None, [], float("nan"), float("nan"), "too_few_valid_samples")
     pts = np.stack([np.asarray(p, float).reshape(68, 2) for p in landmarks])
     kept = list(range(len(pts)))
     while len(kept) > keep:
-        d = sample_distances(pts[kept], pts[kept].mean(axis=0))
+        d = sample_distances(pts[kept], pts[kept].mean(axis=0), points)
         kept.pop(int(d.argmax()))
     mean = pts[kept].mean(axis=0)
-    d = sample_distances(pts[kept], mean)
+    d = sample_distances(pts[kept], mean, points)
     if d.max() > t_d:
         return Fit(None, None, kept, float(d.mean()), float(d.max()), "fit_spread_above_td")
-    resolved = [poses[i]() if callable(poses[i]) else poses[i] for i in kept]
-    kept_poses = [p for p in resolved if p is not None]
+    kept_poses = [poses[i] for i in kept if poses[i] is not None]
     pose = mean_pose(np.array(kept_poses)) if kept_poses else None
     return Fit(mean, pose, kept, float(d.mean()), float(d.max()), None)

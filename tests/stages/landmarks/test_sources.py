@@ -11,6 +11,7 @@ import torch
 from pltd.checkpoints import CheckpointError, load_model, save_checkpoint
 from pltd.networks import create
 from pltd.schemas import INGEST
+from pltd.stages.landmarks.algorithm import fill_fitted_poses
 from pltd.stages.landmarks.geometry import face_size
 from pltd.stages.landmarks.mean_face import load_mean_face
 from pltd.stages.landmarks.mesh_map import load_index_map
@@ -33,9 +34,11 @@ def test_dlib_and_mediapipe_agree_on_a_real_face(views):
     for a, b in zip(dlib, mesh, strict=True):
         gap = np.linalg.norm(a.landmarks - b.landmarks, axis=1).mean() / face_size(a.landmarks)
         assert gap < 0.06  # two independent models, one index map: close on a frontal face
-        pa_, pb = a.pose(), b.pose()  # fitted on demand
-        assert abs(pa_[0]) < 15 and abs(pb[0]) < 15 and abs(pa_[2] - pb[2]) < 5
-        assert b.mesh.shape == (468, 3)
+        assert a.pose is None and b.pose is None  # fitted sources: the stage fits the poses it needs, batched
+    (pa_, pb) = fill_fitted_poses([dlib[0], mesh[0]], mean_face)
+    pa_, pb = pa_.pose, pb.pose
+    assert abs(pa_[0]) < 15 and abs(pb[0]) < 15 and abs(pa_[2] - pb[2]) < 5
+    assert all(b.mesh.shape == (468, 3) for b in mesh)
 
 
 def tiny_checkpoint(path, task="landmarks_pose", outputs=139, size=128):

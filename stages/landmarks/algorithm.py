@@ -1,0 +1,106 @@
+"""Algorithm 1 for one image, given every source's samples on its views (no models, no I/O).
+
+`label_views` is lines 3–33 of the paper's Algorithm 1 (validity, AdjustUpperEyes, selective
+fitting, pose); the stage (`stage.py`) runs the sources and the blink network batched over a chunk
+of images and calls it once per image. Poses of sources that do not regress one (dlib, FaceMesh)
+are fitted batched (`fill_fitted_poses`, `fit_labels`), never one call per sample.
+
+The jaw: 3D-style teachers (3DDFA_V2: `jaw_style = "3d"`) put points 0–16 on fixed vertices,
+2D-style sources (dlib, MediaPipe through the index map, 300W-LP's pt2d) on the visible outline.
+When both styles are mixed, the spread test and the farthest-sample choice use the inner points
+17–67 only (`spread_points`), so that a turned head is not rejected for the styles' disagreement;
+the label's jaw is the mean of the kept samples (README "Landmarks: the jaw").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pltd.stages.landmarks.blink import adjust_upper_eyes
+from pltd.stages.landmarks.fitting import Fit, Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.geometry import RIGID_POINTS, fit_pose_batch
+from pltd.stages.landmarks.settings import LandmarkSettings
+from pltd.stages.landmarks.sources import Sample
+from pltd.stages.landmarks.views import View
+
+Sigma = tuple[float, float]
+
+
+@dataclass
+class ImageLabel:
+    """What Algorithm 1 made of one image: the fit and the per-image details the rows need."""
+
+    fit: Fit
+    kinds: list[str]  # "teacher" / "second" per valid sample (indices of fit.kept)
+    n_valid: int
+    eye_closed: list[float] | None  # mean σ per eye over the views that have one
+
+
+def pose_mode(s: LandmarkSettings, teacher) -> str:
+    """`pose_from` with "auto" resolved: the teacher's pose only when the teacher regresses one.
+
+    Measured on the real 300W-LP render (yaw −44°) with dlib68 + MediaPipe: dlib's landmarks miss
+    at that yaw (NME 0.24) and its fitted pose had the wrong sign (+9° label); the fit of the
+    selectively fitted mean landmarks gives −38.5° (and +37.7° on the mirror image).
+    """
+    if s.pose_from != "auto":
+        return s.pose_from
+    return "fit" if getattr(teacher, "pose_is_fitted", True) else "teacher"
+
+
+def spread_points(s: LandmarkSettings, teacher) -> np.ndarray | None:
+    """The points selective fitting compares: inner only when a 3D-style teacher meets a 2D-style second."""
+    mixed = getattr(teacher, "jaw_style", "2d") == "3d" and s.second != "none"
+    return RIGID_POINTS if mixed else None
+
+
+def fill_fitted_poses(samples: list[Sample | None], mean_face: np.ndarray | None) -> list[Sample | None]:
+    """Samples with pose None get the fit of their landmarks, all in one batched fit."""
+    todo = [i for i, x in enumerate(samples) if x is not None and x.pose is None]
+    if not todo or mean_face is None:
+        return samples
+    poses = fit_pose_batch(np.stack([samples[i].landmarks for i in todo]), mean_face)[0]
+    out = list(samples)
+    for i, p in zip(todo, poses, strict=True):
+        out[i] = replace(samples[i], pose=tuple(float(a) for a in p))
+    return out
+
+
+def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray) -> None:
+    """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit."""
+    done = [x.fit for x in labels if x.fit.landmarks is not None]
+    if done:
+        poses = fit_pose_batch(np.stack([f.landmarks for f in done]), mean_face)[0]
+        for f, p in zip(done, poses, strict=True):
+            f.pose = tuple(float(a) for a in p)
+
+
+def label_views(
+    views: list[View],
+    teacher: list[Sample | None],
+    second: list[Sample | None],
+    sigmas: list[Sigma | None],
+    s: LandmarkSettings,
+    pose_from: str,
+    points: np.ndarray | None = None,
+) -> ImageLabel:
+    """Validity per sample, AdjustUpperEyes on the teacher's samples, selective fitting; source pixels."""
+    validity = Validity(s.min_face_fraction, s.min_x_spread)
+    pts, poses, kinds = [], [], []
+    for v, t, sec, sg in zip(views, teacher, second, sigmas, strict=True):
+        if t is not None and invalid_reason(t.landmarks, s.view_size, validity) is None:
+            lm = adjust_upper_eyes(t.landmarks, sg) if sg is not None else t.landmarks
+            pts.append(v.to_source(lm))
+            poses.append(t.pose)
+            kinds.append("teacher")
+        if sec is not None and invalid_reason(sec.landmarks, s.view_size, validity) is None:
+            pts.append(v.to_source(sec.landmarks))
+            poses.append(t.pose if pose_from == "teacher" and t is not None and t.pose is not None else sec.pose)
+            kinds.append("second")
+    if pose_from == "fit":
+        poses = [None] * len(pts)  # the accepted mean landmarks are fitted once (`fit_labels`)
+    fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples, points)
+    given = [x for x in sigmas if x is not None]
+    return ImageLabel(fit, kinds, len(pts), np.mean(given, axis=0).tolist() if given else None)

@@ -1,0 +1,64 @@
+"""What every landmark source shares: the `Sample` it returns per view and the registry it joins.
+
+The sources live in `sources.py` (dlib68, MediaPipe's graph, pltd's ResNet50, `onnx`),
+`facemesh.py` (`mediapipe`: batched FaceMesh) and `tddfa.py` (`3ddfa_v2`); the package's
+`__init__` imports them, so the registry is filled when the package is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pltd.registry import Registry
+from pltd.schemas import LANDMARK_COORDS
+from pltd.stages.landmarks.views import View
+
+
+@dataclass
+class Sample:
+    landmarks: np.ndarray  # 68 x 2, view pixels
+    pose: tuple[float, float, float] | None  # yaw, pitch, roll (°), pltd.pose; None: not regressed (fitted later)
+    source: str  # registry name
+    mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
+
+
+SOURCES = Registry("landmark source")
+register = SOURCES.register
+
+
+def create_source(name: str, **kwargs):
+    return SOURCES.create(name, **kwargs)
+
+
+class FittedPose:
+    """A source whose pose is a fit of its landmarks (the mean 3D face), not a network's estimate:
+    its samples carry pose None and the stage fits the poses it needs, batched
+    (`algorithm.fill_fitted_poses`), so that `Sample.pose` is always a pose or None."""
+
+    mean_face: np.ndarray | None
+    pose_is_fitted = True
+
+
+def resized(views: list[View], size: int) -> np.ndarray:
+    """N × size × size × 3 uint8: the views at a network's input size."""
+    from PIL import Image
+
+    return np.stack(
+        [
+            v.image if v.image.shape[0] == size else np.asarray(Image.fromarray(v.image).resize((size, size)))
+            for v in views
+        ]
+    )
+
+
+def samples_from_139(pred: np.ndarray, views: list[View], name: str) -> list[Sample | None]:
+    """Decode pltd's teacher output (`landmarks_pose_139`): 68 (x, y) as fractions of the input side,
+    then yaw, pitch, roll in degrees."""
+    return [
+        Sample(
+            p[:LANDMARK_COORDS].reshape(68, 2) * v.image.shape[0], tuple(float(a) for a in p[LANDMARK_COORDS:]), name
+        )
+        for v, p in zip(views, pred, strict=True)
+    ]
