@@ -184,11 +184,11 @@ class PLTDDataset(IterableDataset):
                 pose = t.column("pose").combine_chunks().flatten().to_numpy().reshape(t.num_rows, -1)
                 yaws.append(pose[rows, 0])
         if not sum(len(r) for r in kept):
-            raise ValueError(f"the training data selection {self._describe()} keeps 0 of "
+            raise ValueError(f"the training data selection {self.describe_selection()} keeps 0 of "
                              f"{sum(n for *_, n in self.groups)} rows")  # fmt: skip
         return kept, (np.concatenate(yaws) if self.balance else None)
 
-    def _describe(self) -> str:
+    def describe_selection(self) -> str:
         parts = [f"{k}={list(v)}" for k, v in (("sources", self.select.sources),
                                                 ("label_kinds", self.select.label_kinds)) if v]  # fmt: skip
         return ", ".join(parts) or "(all rows)"

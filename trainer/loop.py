@@ -223,7 +223,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     main = rank == 0
     if main:
         say(f"pltd train: {cfg.preset} ({cfg.arch}, tasks {'+'.join(cfg.tasks)}) on {device}, world {world}; "
-            f"{len(ds):,} rows {ds._describe()} → {steps_per_epoch:,} steps/epoch; batch {cfg.batch_size}, "
+            f"{len(ds):,} rows {ds.describe_selection()} → {steps_per_epoch:,} steps/epoch; batch {cfg.batch_size}, "
             f"{workers} loader worker(s); steps {step:,} → {total:,}")  # fmt: skip
         if resume:
             say(f"resumed from {ckpt_path} at step {step} (epoch {epoch}, {done_in_epoch} batches into it)")

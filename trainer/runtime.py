@@ -45,7 +45,8 @@ class Progress:
         self.t_last, self.step_last, self.printed = now, step, True
         eta = dt / steps * (self.total - step)
         terms = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
-        return (f"step {step}/{self.total} epoch {epoch} | {images / max(dt, 1e-9):.1f} images/s, "
+        rate = images / max(dt, 1e-9)
+        return (f"step {step}/{self.total} epoch {epoch} | {rate:.{1 if rate >= 1 else 3}f} images/s, "
                 f"{dt / steps:.2f} s/step | {terms} | ETA {duration(eta)}")  # fmt: skip
 
 
