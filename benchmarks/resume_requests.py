@@ -86,7 +86,10 @@ def scenario(layout: str, n_parts: int) -> dict:
     fs = CountingFS()
     for i in range(n_parts):
         fs.pipe_file(f"/src/id{i % 7}/{i:05d}.jpg", b"")  # planning lists names only
-    manifest_text = f"name: bench\nsources: [{{name: faces, format: image_folder, root: counted:///src}}]\ningest: {{rows_per_partition: 1}}\n"
+    manifest_text = (
+        "name: bench\nsources: [{name: faces, format: image_folder, root: counted:///src}]\n"
+        "ingest: {rows_per_partition: 1}\n"
+    )
     with open("/tmp/bench_resume.yaml", "w") as f:
         f.write(manifest_text)
     run, console = "counted:///run", Console(quiet=True)
@@ -131,18 +134,20 @@ def scenario(layout: str, n_parts: int) -> dict:
                  "rejected": {"empty_file": 1}, "seconds": 0.01, "worker": "bench"}  # fmt: skip
         fs.pipe_file(f"/run/ingest/faces/_done/part-{i:05d}.json", json.dumps(stats).encode())
     first: list[int] = []
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            submit = client.submit
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        submit = client.submit
 
-            def counting_submit(*a, **kw):
-                if not first:
-                    first.append(CountingFS.requests)
-                return submit(*a, **kw)
+        def counting_submit(*a, **kw):
+            if not first:
+                first.append(CountingFS.requests)
+            return submit(*a, **kw)
 
-            client.submit = counting_submit
-            CountingFS.requests = 0
-            resume(client)
+        client.submit = counting_submit
+        CountingFS.requests = 0
+        resume(client)
     return {"layout": layout, "partitions": n_parts, "before_first_task": first[0], "stage_total": CountingFS.requests}
 
 
