@@ -10,7 +10,12 @@ RUN/<stage>/_done.json        a global stage's marker (identities)
 RUN/stats/<stage>.json        a stage's summary;  RUN/audit/<name>.json  the landmark audit
 RUN/pltd/part-NNNNN.parquet   the PLTD shards, dataset.json (last) and the card
 RUN/reconciliation.json, RUN/build.json
+RUN/_lock.json                the build that holds the run (host, pid); removed when it ends
+RUN/logs/worker-<pid>.log     the local workers' stderr (MediaPipe, TFLite, Dask), unless `pltd -v`
 ```
+
+A partition's marker carries its stats and, for its output and rejected files, their rows, bytes
+and SHA-256 (`runner.write_partition`); `verify.py` checks files against them.
 
 Nothing else in `pipeline/` spells a path of a run. Completion is looked up by listing a stage's
 marker folder once per source (one LIST request on an object store), not by a request per partition.
@@ -59,8 +64,16 @@ class RunLayout:
         return self.url("build.json")
 
     @property
+    def lock(self) -> str:
+        return self.url("_lock.json")
+
+    @property
     def reconciliation(self) -> str:
         return self.url("reconciliation.json")
+
+    @property
+    def logs(self) -> str:
+        return self.url("logs")
 
     def stats(self, stage: str) -> str:
         return self.url("stats", f"{stage}.json")

@@ -13,7 +13,7 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pltd.pipeline import storage
+from pltd.pipeline import isolate, storage
 from pltd.pipeline.layout import RunLayout
 from pltd.stages.readers.base import PLAN, PlanStats, Source, get_reader
 
@@ -70,4 +70,4 @@ def read_partition(run: str, source: str, part: int) -> pa.Table:
     parts = set(table.column("part").to_pylist())
     if parts != {part}:
         raise RuntimeError(f"plan {path}: row group {part} holds partitions {sorted(parts)}")
-    return table
+    return isolate.restrict(table)  # a task on part of a partition sees only its rows

@@ -47,8 +47,8 @@ def shard_plan(
 def write_shard(url: str, pieces: list[Piece], schema: pa.Schema, row_group_rows: int, metadata: dict) -> dict:
     tables = [storage.read_table(src).slice(a, b - a) for src, a, b in pieces]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    storage.write_parquet(url, table.cast(schema), metadata, row_group_rows=row_group_rows)
-    return {"shard": url.rsplit("/", 1)[-1], "rows": table.num_rows}
+    written = storage.write_parquet(url, table.cast(schema), metadata, row_group_rows=row_group_rows)
+    return {"shard": url.rsplit("/", 1)[-1], **written}  # rows, bytes, sha256: `pltd verify` checks them
 
 
 def staging_files(layout: RunLayout, parts: list[tuple[str, int]]) -> list[tuple[str, int, int]]:

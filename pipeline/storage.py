@@ -7,6 +7,9 @@ completeness, so a half-written file never counts.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import json
 import posixpath
 import uuid
@@ -17,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pltd import __version__
+from pltd.pipeline import isolate
 from pltd.schemas import SCHEMA_VERSION
 
 
@@ -28,28 +32,66 @@ def join(url: str, *parts: str) -> str:
     return posixpath.join(url.rstrip("/"), *parts)
 
 
-def write_parquet(url: str, table: pa.Table, metadata: dict[str, str] | None = None, row_group_rows: int = 1000):
-    """Write `table` to `url` through a temporary name and a rename."""
+class NoSpaceError(OSError):
+    """A write that found the disk (or quota) full; `filename` is the file that could not be written."""
+
+
+def checksum(data: bytes) -> str:
+    """The file checksum markers carry: SHA-256 (hashlib; hardware-accelerated on current CPUs)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_checksum(url: str, chunk: int = 1 << 22) -> tuple[int, str]:
+    """(bytes, checksum) of a stored file, read in chunks."""
     fs, path = fs_path(url)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    h, n = hashlib.sha256(), 0
+    with fs.open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+            n += len(block)
+    return n, h.hexdigest()
+
+
+def write_parquet(
+    url: str, table: pa.Table, metadata: dict[str, str] | None = None, row_group_rows: int = 1000
+) -> dict[str, Any]:
+    """Write `table` to `url` through a temporary name and a rename; returns its rows, bytes and checksum.
+
+    The file is encoded in memory first (partitions and shards are tens of MB at most), so its
+    checksum costs no second read; a failed write removes its temporary file and a full disk raises
+    `NoSpaceError` naming `url`.
+    """
     meta = dict(table.schema.metadata or {})
     meta.update({b"pltd.schema_version": SCHEMA_VERSION.encode(), b"pltd.version": __version__.encode()})
     for k, v in (metadata or {}).items():
         meta[f"pltd.{k}".encode()] = str(v).encode()
     table = table.replace_schema_metadata(meta)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
+    data = buf.getvalue()
+    put_bytes(url, data)
+    return {"rows": table.num_rows, "bytes": len(data), "sha256": checksum(data)}
+
+
+def put_bytes(url: str, data: bytes) -> None:
+    """`data` to `url` through a temporary name and a rename; nothing is left behind on failure."""
+    fs, path = fs_path(url)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, row_group_size=row_group_rows, compression="zstd")
-    fs.mv(tmp, path)
+    try:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fs.rm(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(exc.errno, "no space left on device", url) from None
+        raise
 
 
 def write_json(url: str, obj: Any) -> None:
-    fs, path = fs_path(url)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    fs.mv(tmp, path)
+    put_bytes(url, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
 def read_json(url: str) -> Any:
@@ -96,6 +138,16 @@ def list_names(url: str) -> list[str]:
         return []
 
 
+def list_sizes(url: str) -> dict[str, int]:
+    """Name → size of the files of one folder; {} if there is no such folder (one listing)."""
+    fs, path = fs_path(url)
+    try:
+        entries = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {posixpath.basename(e["name"].rstrip("/")): e["size"] for e in entries if e["type"] == "file"}
+
+
 def read_jsons(urls: list[str]) -> list[Any]:
     """Many small JSON files in one call (fetched concurrently on object stores)."""
     if not urls:
@@ -112,6 +164,7 @@ def _url_of(fs: fsspec.AbstractFileSystem, url: str, path: str) -> str:
 
 
 def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file; inside a runner task on part of a partition, only that part's rows."""
     fs, path = fs_path(url)
     with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns)
+        return isolate.restrict(pq.read_table(f, columns=columns))

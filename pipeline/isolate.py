@@ -1,0 +1,77 @@
+"""Isolating an image that crashes its worker: a task may compute part of a partition.
+
+A native crash (a segfault in dlib, MediaPipe or OpenCV) kills the worker process; Dask retries the
+task on another worker and, after `distributed.scheduler.allowed-failures` deaths, gives up with
+`KilledWorker`. The runner then bisects the partition: each half runs as a task of its own whose
+stage sees only that half's rows. `scope(stage, ids)` sets, for the task's thread, which rows the
+stage may see; `restrict` (called by `storage.read_table` and `plan.read_partition`, which every
+stage's compute reads its inputs through) applies it. A half that still crashes is split again
+until one image is left: that image becomes a rejected row with reason `worker_crash`.
+
+Test-only hook: with `PLTD_TEST_ABORT_ON=<image_id>` (or `<stage>:<image_id>`) in a worker's
+environment, a task of that stage whose rows include that image calls `os.abort()` — a real
+crash of the worker process, as a native fault would be. Never set it outside tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ABORT_ENV = "PLTD_TEST_ABORT_ON"
+WORKER_CRASH = "worker_crash"
+
+# (stage, image ids the task may see or None for the whole partition); None outside runner tasks
+_scope: contextvars.ContextVar[tuple[str, frozenset[str] | None] | None] = contextvars.ContextVar(
+    "pltd_isolate_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def scope(stage: str, ids: frozenset[str] | None) -> Iterator[None]:
+    token = _scope.set((stage, ids))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def restrict(table: pa.Table) -> pa.Table:
+    """`table` as the current task may see it (all of it outside a task on part of a partition)."""
+    current = _scope.get()
+    if current is None or "image_id" not in table.column_names:
+        return table
+    stage, ids = current
+    if ids is not None:
+        table = table.filter(pc.is_in(table.column("image_id"), value_set=pa.array(sorted(ids), pa.string())))
+    _test_abort(stage, table)
+    return table
+
+
+def _test_abort(stage: str, table: pa.Table) -> None:
+    target = os.environ.get(ABORT_ENV)
+    if not target:
+        return
+    want_stage, _, image_id = target.rpartition(":")
+    if want_stage and want_stage != stage:
+        return
+    if image_id in set(table.column("image_id").to_pylist()):
+        os.abort()  # test-only: a real crash of the worker process (SIGABRT), see the module docstring
+
+
+def halves(ids: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    mid = len(ids) // 2
+    return ids[:mid], ids[mid:]
+
+
+def crash_rows(ids: list[str], source: str, stage: str, detail: str) -> pa.Table:
+    """Rejected rows (schema REJECTED) for images that crashed their worker on their own."""
+    from pltd.schemas import REJECTED
+
+    rows = [{"image_id": i, "source": source, "stage": stage, "reason": WORKER_CRASH, "detail": detail} for i in ids]
+    return pa.Table.from_pylist(rows, schema=REJECTED)
