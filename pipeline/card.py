@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from pltd.pipeline import storage
 from pltd.pipeline.layout import RunLayout, read_parts
+from pltd.pipeline.text import angles_text, buckets_text, kept_text, numbers_text
 
 COLUMNS = ["source", "face_id", "pose", "label_kind", "n_samples", "fit_error", "eye_closed"]
 
@@ -86,12 +87,15 @@ def _png(fig, plt) -> bytes:
 def summary_lines(summary: dict) -> list[str]:
     """The card's facts as plain lines (the card and `pltd inspect` print the same)."""
     ipi = summary["images_per_identity"]
+    fit = summary["fit_error_pseudo"]
+    fit_text = (
+        "no pseudo-labels" if fit["median"] is None else f"median {fit['median']:.4f}, 95th percentile {fit['p95']:.4f}"
+    )
     return [
         f"Images per identity: min {ipi['min']}, median {ipi['median']:g}, mean {ipi['mean']:.1f}, max {ipi['max']}.",
         f"Labels: {summary['label_kind']['pseudo']:,} pseudo, {summary['label_kind']['ground_truth']:,} ground truth.",
-        f"Mean |yaw|, |pitch|, |roll|: {summary['pose_abs_mean']}; yaw buckets {summary['yaw_buckets']}.",
-        f"fit_error of pseudo-labels: median {summary['fit_error_pseudo']['median']}, "
-        f"95th percentile {summary['fit_error_pseudo']['p95']}; samples kept: {summary['n_samples_pseudo']}.",
+        f"Mean |angle|: {angles_text(summary['pose_abs_mean'])}; |yaw| {buckets_text(summary['yaw_buckets'])}.",
+        f"fit_error of pseudo-labels (face size): {fit_text}; samples kept: {kept_text(summary['n_samples_pseudo'])}.",
     ]
 
 
@@ -121,7 +125,7 @@ def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identitie
             f"Identities: {identities['identities_in']:,} in the sources → {identities['identities_out']:,} after "
             f"merging ({identities['duplicate_pairs_pass1']} duplicate pairs between datasets, "
             f"{identities['duplicate_pairs_pass2_300w_lp']} with 300W-LP base photos; thresholds "
-            f"{[round(t, 4) for t in identities['thresholds']]}).",
+            f"{numbers_text(identities['thresholds'])}).",
         ]
     lines += ["", "![pose](pose_hist.png)", "", "![labels](labels_hist.png)", ""]
     lines += [

@@ -35,6 +35,9 @@ class SourceConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     format: str
     root: str
+    # A root without images is a start-up error unless this is true. Not part of the settings hash
+    # (excluded from dumps): it decides whether a build starts, not what it writes.
+    allow_empty: bool = Field(False, exclude=True)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -42,7 +45,7 @@ class SourceConfig(Strict):
     def _gather_options(cls, data: Any) -> Any:
         """Format-specific keys (e.g. `boxes`) sit beside name/format/root in YAML; collect them."""
         if isinstance(data, dict):
-            own = {"name", "format", "root", "options"}
+            own = {"name", "format", "root", "allow_empty", "options"}
             extra = {k: v for k, v in data.items() if k not in own}
             data = {k: v for k, v in data.items() if k in own}
             data["options"] = {**data.get("options", {}), **extra}

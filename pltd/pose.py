@@ -26,13 +26,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+
+def _rotation_class():
+    # scipy.spatial takes ~0.9 s to import: imported on first use, not when the manifest's
+    # settings models are (`pltd build bad.yaml` reports the typo before any heavy import)
+    from scipy.spatial.transform import Rotation
+
+    return Rotation
 
 
 def rotation(yaw, pitch, roll) -> np.ndarray:
     """3×3 (or (..., 3, 3) for array inputs) rotation for angles in degrees: (Rz·Ry·Rx)ᵀ."""
     angles = np.stack(np.broadcast_arrays(roll, yaw, pitch), axis=-1).astype(float)
-    r = Rotation.from_euler("ZYX", angles.reshape(-1, 3), degrees=True).as_matrix()  # Rz·Ry·Rx
+    r = _rotation_class().from_euler("ZYX", angles.reshape(-1, 3), degrees=True).as_matrix()  # Rz·Ry·Rx
     return np.swapaxes(r, -1, -2).reshape(angles.shape[:-1] + (3, 3))
 
 
@@ -48,7 +55,7 @@ def angles(r: np.ndarray) -> tuple[float, float, float]:
 
 def angles_batch(r: np.ndarray) -> np.ndarray:
     """(N, 3) yaw, pitch, roll in degrees of (N, 3, 3) rotations."""
-    e = Rotation.from_matrix(np.swapaxes(np.asarray(r, float), -1, -2)).as_euler("ZYX", degrees=True)
+    e = _rotation_class().from_matrix(np.swapaxes(np.asarray(r, float), -1, -2)).as_euler("ZYX", degrees=True)
     return e[:, [1, 2, 0]]
 
 
@@ -66,7 +73,7 @@ def mirror(pose: np.ndarray) -> np.ndarray:
 def mean_pose(poses: np.ndarray) -> tuple[float, float, float]:
     """Mean of (yaw, pitch, roll) rows as the chordal L2 mean of their rotations, not of the angles."""
     p = np.asarray(poses, float)
-    mean = Rotation.from_matrix(np.swapaxes(rotation(p[:, 0], p[:, 1], p[:, 2]), -1, -2)).mean()
+    mean = _rotation_class().from_matrix(np.swapaxes(rotation(p[:, 0], p[:, 1], p[:, 2]), -1, -2)).mean()
     return angles(mean.as_matrix().T)
 
 

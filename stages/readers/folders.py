@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Literal
 
 import fsspec
-import pandas as pd
 import pyarrow as pa
 
 from pltd.schemas import image_id
@@ -74,6 +73,8 @@ class VGGFace2Reader(Reader):
 
 def _load_boxes(url: str) -> dict[str, list[float]]:
     """VGGFace2 loose_bb CSV → {"class/file": [x0, y0, x1, y1]}."""
+    import pandas as pd  # ~1 s to import: only when a source has a boxes file, not to validate a manifest
+
     with fsspec.open(url, "rt") as f:
         df = pd.read_csv(f)
     missing = {"NAME_ID", "X", "Y", "W", "H"} - set(df.columns)

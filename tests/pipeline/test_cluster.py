@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pltd.pipeline.cluster import kubernetes_spec, load_profile
-from pltd.pipeline.config import PROJECT_ROOT, ManifestError
+from pltd.pipeline.cluster import SHIPPED_CLUSTER_FILE, kubernetes_spec, load_profile
+from pltd.pipeline.config import ManifestError
 
-CLUSTER_FILE = PROJECT_ROOT / "dask_cluster.yaml"
+CLUSTER_FILE = SHIPPED_CLUSTER_FILE
 
 
 def test_default_profile_is_local_with_env_overrides():
