@@ -31,6 +31,10 @@ class Ingest(Stage):
         accepted, rejected = ingest_partition(source, plan, settings)
         return accepted, rejected, plan.num_rows
 
+    def row_keys(self, layout: RunLayout, source: Source, part: int) -> list[str]:
+        """Ingest reads the plan: its rows are keyed by item (`isolate.restrict` filters plan tables by item)."""
+        return read_partition(layout.root, source.name, part).column("item").to_pylist()
+
 
 class Landmarks(Stage):
     name = "landmarks"

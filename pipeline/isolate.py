@@ -4,13 +4,15 @@ A native crash (a segfault in dlib, MediaPipe or OpenCV) kills the worker proces
 task on another worker and, after `distributed.scheduler.allowed-failures` deaths, gives up with
 `KilledWorker`. The runner then bisects the partition: each half runs as a task of its own whose
 stage sees only that half's rows. `scope(stage, ids)` sets, for the task's thread, which rows the
-stage may see; `restrict` (called by `storage.read_table` and `plan.read_partition`, which every
-stage's compute reads its inputs through) applies it. A half that still crashes is split again
+stage may see (by image id; ingest's plan rows by item: `Stage.row_keys`); `restrict` (called by
+`storage.read_table` and `plan.read_partition`, which every stage's compute reads its inputs
+through) applies it. A half that still crashes is split again
 until one image is left: that image becomes a rejected row with reason `worker_crash`.
 
 Test-only hook: with `PLTD_TEST_ABORT_ON=<image_id>` (or `<stage>:<image_id>`) in a worker's
-environment, a task of that stage whose rows include that image calls `os.abort()` — a real
-crash of the worker process, as a native fault would be. Never set it outside tests.
+environment, a task of that stage whose input rows include that image calls `os.abort()` — a real
+crash of the worker process, as a native fault would be. It matches rows keyed by image id, i.e.
+the stages after ingest. Never set it outside tests.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ABORT_ENV = "PLTD_TEST_ABORT_ON"
+KEYS = ("image_id", "item")  # what rows are keyed by: stage rows by image id, plan rows (ingest's input) by item
 WORKER_CRASH = "worker_crash"
 
 # (stage, image ids the task may see or None for the whole partition); None outside runner tasks
@@ -44,12 +47,14 @@ def scope(stage: str, ids: frozenset[str] | None) -> Iterator[None]:
 def restrict(table: pa.Table) -> pa.Table:
     """`table` as the current task may see it (all of it outside a task on part of a partition)."""
     current = _scope.get()
-    if current is None or "image_id" not in table.column_names:
+    key = next((k for k in KEYS if k in table.column_names), None)
+    if current is None or key is None:
         return table
     stage, ids = current
     if ids is not None:
-        table = table.filter(pc.is_in(table.column("image_id"), value_set=pa.array(sorted(ids), pa.string())))
-    _test_abort(stage, table)
+        table = table.filter(pc.is_in(table.column(key), value_set=pa.array(sorted(ids), pa.string())))
+    if key == "image_id":
+        _test_abort(stage, table)
     return table
 
 

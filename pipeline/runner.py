@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pltd.pipeline import isolate, storage
 from pltd.pipeline.layout import RunLayout, part_name
-from pltd.pipeline.plan import read_partition
 
 # compute(*args) -> (accepted table, rejected table, rows in)
 Compute = Callable[..., tuple[pa.Table, pa.Table, int]]
@@ -167,6 +166,7 @@ def run_stage(
     resources: dict[str, float] | None = None,
     shared: Callable[[], tuple] | None = None,
     whole_rounds: int = 2,
+    keys: Callable[[PartitionTask], list[str]] | None = None,
 ) -> StageResult:
     """Submit every incomplete partition, show progress, gather stats; failures are reported, not fatal.
 
@@ -175,7 +175,8 @@ def run_stage(
     files' sizes checked against one listing of each output folder: a partition damaged since its
     marker was written is recomputed. `shared()` (values every task needs, e.g. a scattered map) is
     called only when some partition is left to do. A partition whose task kills its worker
-    (`KilledWorker`) `whole_rounds` times is bisected (`isolate.py`). A full disk stops the stage.
+    (`KilledWorker`) `whole_rounds` times is bisected (`isolate.py`) on `keys(task)` (the keys of
+    the rows its compute reads; without `keys` it fails). A full disk stops the stage.
     """
     from distributed import as_completed
 
@@ -283,7 +284,9 @@ def run_stage(
                     result.disk_full = exc.filename
                     client.cancel(list(info))
                     break
-                if _handle_crash(exc, kind, job, detail, bisections, submit_whole, submit_piece, whole_rounds):
+                if keys is not None and _handle_crash(
+                    exc, kind, job, detail, bisections, submit_whole, submit_piece, whole_rounds, keys
+                ):
                     if task in bisections and kind != "whole":
                         _maybe_write(bisections[task], job, submit, metadata)
                     fut.release()
@@ -299,7 +302,7 @@ def run_stage(
     return result
 
 
-def _handle_crash(exc, kind, job, detail, bisections, submit_whole, submit_piece, whole_rounds: int) -> bool:
+def _handle_crash(exc, kind, job, detail, bisections, submit_whole, submit_piece, whole_rounds: int, keys) -> bool:
     """A task that killed its worker: rerun it whole, then bisect; True when handled."""
     from distributed import KilledWorker
 
@@ -310,7 +313,7 @@ def _handle_crash(exc, kind, job, detail, bisections, submit_whole, submit_piece
         submit_whole(job, detail + 1)
         return True
     if kind == "whole":
-        ids = tuple(read_partition(task.run, task.source, task.part).column("image_id").to_pylist())
+        ids = tuple(keys(task))
         bisections[task] = _Bisection(ids)
         first, second = isolate.halves(ids)
         submit_piece(job, 0, first)

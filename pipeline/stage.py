@@ -98,6 +98,15 @@ class Stage:
         """Values every task needs, computed on the driver only when some partition is left to do."""
         return ()
 
+    def row_keys(self, layout: RunLayout, source: Source, part: int) -> list[str]:
+        """The keys of the rows a task of this partition reads, in order: what a bisection splits when a
+        task keeps killing its worker (`pipeline/isolate.py`). Every stage after ingest reads rows
+        ingest accepted, keyed by image id."""
+        from pltd.pipeline import storage
+
+        rows = storage.read_table(layout.output("ingest", source.name, part), ["image_id"])
+        return rows.column("image_id").to_pylist()
+
     # --- global stages
     def run_global(self, ctx: BuildContext) -> Any:
         raise NotImplementedError

@@ -1,0 +1,153 @@
+"""Repeated worker loss during a full sample build (issue 16, item 1): kills survived and time overhead.
+
+    .venv/bin/python benchmarks/chaos.py --mode clean   --out /tmp/chaos/clean
+    .venv/bin/python benchmarks/chaos.py --mode nanny   --out /tmp/chaos/nanny  --reference /tmp/chaos/clean
+    .venv/bin/python benchmarks/chaos.py --mode shrink  --out /tmp/chaos/shrink --reference /tmp/chaos/clean
+
+Each run starts its own `dask scheduler` and workers on 127.0.0.1 (processes this script starts and
+ends) and `pltd build` of the embedded sample against them (`--cluster tcp://…`):
+
+- `nanny`: `dask worker --nworkers W`; every `--interval` seconds a random worker process is
+  SIGKILLed and its nanny starts a new one (at most `--max-kills`);
+- `shrink`: W workers without nannies; every `--interval` seconds one is SIGKILLed for good, until
+  one is left;
+- `clean`: the same cluster, no kills (the baseline).
+
+After the build: if it failed, the failed partitions it listed are printed and the same command is
+run again on what is left of the cluster. The PLTD's shards are then compared byte for byte with
+`--reference` (a clean run). Prints one JSON line: wall seconds, kills, return codes, identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DASK = str(Path(sys.executable).with_name("dask"))
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_processes(procs: list[subprocess.Popen], mode: str) -> list[psutil.Process]:
+    """The processes that run tasks: the nannies' children (nanny mode) or the workers themselves."""
+    live = [psutil.Process(p.pid) for p in procs if p.poll() is None]
+    if mode != "nanny":
+        return live
+    kids = [c for p in live for c in p.children(recursive=False)]
+    return [c for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def start_cluster(mode: str, workers: int, tmp: Path) -> tuple[str, list[subprocess.Popen]]:
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    procs = [subprocess.Popen(sched, **QUIET)]
+    common = [DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
+    common += ["--memory-limit", "3GiB", "--local-directory", str(tmp / "dask")]
+    if mode == "shrink":
+        procs += [subprocess.Popen([*common, "--no-nanny"], **QUIET) for _ in range(workers)]
+    else:
+        procs.append(subprocess.Popen([*common, "--nworkers", str(workers)], **QUIET))
+    return address, procs
+
+
+def build(address: str, run: Path, log: Path) -> tuple[subprocess.Popen, float]:
+    """`pltd build` of the embedded sample (made once in pltd's default sample folder) in the background."""
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pltd.pipeline.cli", "build", "--out", str(run), "--cluster", address],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, t0
+
+
+def shards(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "pltd").glob("part-*.parquet"))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("clean", "nanny", "shrink"), required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--reference", type=Path, help="a clean run to compare the PLTD with")
+    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--interval", type=float, default=8.0, help="seconds between kills")
+    ap.add_argument("--max-kills", type=int, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = args.out / "run"
+    address, procs = start_cluster(args.mode, args.workers, args.out)
+    kills, reruns = [], []
+    try:
+        time.sleep(5)  # workers register
+        proc, t0 = build(address, run, args.out / "build.log")
+        next_kill = time.monotonic() + args.interval
+        while proc.poll() is None:
+            time.sleep(0.2)
+            if args.mode == "clean" or len(kills) >= args.max_kills or time.monotonic() < next_kill:
+                continue
+            next_kill = time.monotonic() + args.interval
+            victims = worker_processes(procs[1:], args.mode)
+            if args.mode == "shrink" and len(victims) <= 1:
+                continue
+            if victims:
+                v = rng.choice(victims)
+                v.send_signal(signal.SIGKILL)
+                kills.append(round(time.perf_counter() - t0, 1))
+        first_rc, wall = proc.returncode, time.perf_counter() - t0
+        log = (args.out / "build.log").read_text()
+        failed = [ln for ln in log.splitlines() if "failed" in ln.lower() or "error:" in ln]
+        rc = first_rc
+        while rc != 0 and len(reruns) < 2:  # the same command again, on what is left of the cluster
+            again, t1 = build(address, run, args.out / f"rerun{len(reruns) + 1}.log")
+            rc = again.wait()
+            reruns.append({"rc": rc, "seconds": round(time.perf_counter() - t1, 1)})
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    result = {
+        "mode": args.mode,
+        "workers": args.workers,
+        "interval_s": args.interval,
+        "wall_s": round(wall, 1),
+        "rc": first_rc,
+        "kills": len(kills),
+        "kill_times_s": kills,
+        "failed_lines": failed[:10],
+        "reruns": reruns,
+        "final_rc": rc,
+    }
+    if args.reference:
+        ref = json.loads((args.reference / "result.json").read_text())
+        result["overhead_vs_clean"] = round(wall / ref["wall_s"], 2)
+        result["pltd_identical"] = shards(run) == shards(args.reference / "run") and bool(shards(run))
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
