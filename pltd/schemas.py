@@ -10,7 +10,8 @@ import hashlib
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# 2: the PLTD's `visible` column; ingest's face_index / face_score; landmarks' pose_agreement (issue 15)
+SCHEMA_VERSION = "2"
 
 LANDMARK_COORDS = 136  # 68 points × (x, y), iBUG order
 LANDMARKS_POSE = LANDMARK_COORDS + 3  # a landmark+pose network's output: the 136 values, then yaw, pitch, roll
@@ -102,6 +103,11 @@ PLTD = pa.schema(
         pa.field("fit_error", pa.float32(), nullable=False),  # NaN for ground truth
         pa.field("eye_closed", pa.list_(pa.float32(), 2), nullable=False),  # NaN where not measured
         pa.field("source_path", pa.string(), nullable=False),
+        # 68 flags, iBUG order: self-occlusion of the label's pose on the mean 3D face (back-face test,
+        # stages/landmarks/visibility.py), True = the point's surface faces the camera. Nullable, so a
+        # variable-size list (see OPT_VECTOR: a null in a fixed-size list makes the whole file unreadable
+        # to pyarrow <= 25); assemble writes it on every row (a NaN pose gives all False).
+        pa.field("visible", pa.list_(pa.bool_())),
     ]
 )
 

@@ -16,6 +16,7 @@ from pltd.schemas import PLTD, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.identities.embed import identity_of
 from pltd.stages.images import ImageProblem, decode_rgb
+from pltd.stages.landmarks.visibility import self_occlusion
 from pltd.stages.problems import reason_of, rejected_row
 from pltd.validation import Strict
 
@@ -116,4 +117,8 @@ def assemble_partition(
                     "source_path": path,
                 }
             )
+    if rows:  # the back-face test of every row's pose on the mean 3D face, once for the partition
+        visible = self_occlusion(np.array([r["pose"] for r in rows], float).reshape(-1, 3))
+        for r, v in zip(rows, visible.tolist(), strict=True):
+            r["visible"] = v
     return pa.Table.from_pylist(rows, schema=PLTD), pa.Table.from_pylist(rej, schema=REJECTED), len(todo)

@@ -13,7 +13,8 @@ Per sample (the paper's augmentation): a random square crop of the face region w
 between `min_face_scale` and `max_face_scale` times the face box side (so each task sees the
 region it needs), resized to `input_size` (112, or 128 for the teacher); landmarks and box move
 with the image; a horizontal flip mirrors the landmarks through the iBUG permutation and negates
-yaw and roll. Images leave the reader as uint8 H×W×3 (RGB): a quarter of float32's bytes through
+yaw and roll (and reorders the `visible` flags of schema-2 shards the same way: a float 1 / 0 / NaN
+per point in the sample). Images leave the reader as uint8 H×W×3 (RGB): a quarter of float32's bytes through
 worker IPC, collate and the host-to-device copy; `to_model_input` normalises a batch on the device.
 """
 
@@ -143,6 +144,16 @@ def flip_sample(image: np.ndarray, pts: np.ndarray, bbox: np.ndarray, pose: np.n
     return image[:, ::-1], pts[MIRROR68], bbox, mirror(pose).astype(np.float32)
 
 
+def visible_matrix(t: pa.Table) -> np.ndarray:
+    """The `visible` column (schema 2) as (rows, 68) float32: 1 visible, 0 self-occluded, NaN unknown (null)."""
+    col = t.column("visible").combine_chunks()
+    out = np.full((t.num_rows, 68), np.nan, np.float32)
+    valid = ~col.is_null().to_numpy(zero_copy_only=False)
+    if valid.any():
+        out[valid] = col.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False).reshape(-1, 68)
+    return out
+
+
 class PLTDDataset(IterableDataset):
     """Stream training samples from PLTD shards; call `set_epoch` before each epoch (it reaches
     persistent DataLoader workers too: the epoch lives in shared memory)."""
@@ -251,7 +262,8 @@ class PLTDDataset(IterableDataset):
         for shard, group, take in self.my_units():
             if shard not in open_files:
                 open_files[shard] = pq.ParquetFile(_open(self.shards[shard]))
-            t = open_files[shard].read_row_group(group, columns=COLUMNS)
+            f = open_files[shard]
+            t = f.read_row_group(group, columns=COLUMNS + (["visible"] if "visible" in f.schema_arrow.names else []))
             if isinstance(take, range):
                 t = t.slice(take.start, len(take)) if len(take) < t.num_rows else t
             else:
@@ -261,10 +273,14 @@ class PLTDDataset(IterableDataset):
             ids, faces = t.column("image_id").to_pylist(), t.column("face_id").to_numpy()
             images = t.column("image").to_pylist()
             pseudo = [k == "pseudo" for k in t.column("label_kind").cast("string").to_pylist()]
+            visible = visible_matrix(t) if "visible" in t.column_names else None
             for i in range(t.num_rows):
-                yield {"image_id": ids[i], "face_id": int(faces[i]), "image": images[i], "bbox": vec["bbox"][i],
+                row = {"image_id": ids[i], "face_id": int(faces[i]), "image": images[i], "bbox": vec["bbox"][i],
                        "landmarks": vec["landmarks"][i], "pose": vec["pose"][i], "is_pseudo": pseudo[i],
                        "eye_closed": vec["eye_closed"][i]}  # fmt: skip
+                if visible is not None:
+                    row["visible"] = visible[i]
+                yield row
 
     def __iter__(self) -> Iterator[dict]:
         rank, _ = dist_info(self.rank, self.world_size)
@@ -289,8 +305,11 @@ class PLTDDataset(IterableDataset):
         a = self.augment
         image, pts, bbox = crop_sample(row["image"], row["landmarks"], row["bbox"], rng, a)
         pose = np.asarray(row["pose"], np.float32)
+        visible = row.get("visible")
         if rng.random() < a.flip:
             image, pts, bbox, pose = flip_sample(image, pts, bbox, pose)
+            visible = None if visible is None else visible[MIRROR68]  # point k of the mirror is MIRROR68[k]
+        extra = {} if visible is None else {"visible": torch.from_numpy(visible)}
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),  # S×S×3 uint8 RGB
             "landmarks": torch.from_numpy((pts / a.input_size).astype(np.float32)),  # fractions of the input side
@@ -299,6 +318,7 @@ class PLTDDataset(IterableDataset):
             "face_id": torch.tensor(row["face_id"], dtype=torch.int64),
             "is_pseudo": torch.tensor(row["is_pseudo"]),
             "image_id": row["image_id"],
+            **extra,
         }
 
 

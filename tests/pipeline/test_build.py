@@ -220,7 +220,7 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
     run, _, _ = sample_run
     shards = sorted((run / "pltd").glob("part-*.parquet"))
     meta = pq.ParquetFile(shards[0]).schema_arrow.metadata
-    assert meta[b"pltd.schema_version"] == b"1" and json.loads((run / "pltd/dataset.json").read_text())["rows"] == 201
+    assert meta[b"pltd.schema_version"] == b"2" and json.loads((run / "pltd/dataset.json").read_text())["rows"] == 201
     t = pq.read_table(shards)
     assert t.num_rows == 201 and t.schema.field("landmarks").type == pa.list_(pa.float32(), 136)
     assert t.schema.field("source").type == pa.dictionary(pa.int32(), pa.string())

@@ -63,7 +63,7 @@ def test_partitions_written_with_markers_then_skipped(client, tmp_path):
     task = PartitionTask(str(tmp_path), "toy", "src", 4)
     out = storage.read_table(task.output)
     assert out.column("image_id").to_pylist() == ["4-1", "4-2", "4-4", "4-5"]
-    assert out.schema.metadata[b"pltd.stage"] == b"toy" and out.schema.metadata[b"pltd.schema_version"] == b"1"
+    assert out.schema.metadata[b"pltd.stage"] == b"toy" and out.schema.metadata[b"pltd.schema_version"] == b"2"
     assert storage.read_table(task.rejected).column("image_id").to_pylist() == ["4-0", "4-3", "4-6"]
     # each worker process built the model once, whatever number of partitions it ran
     rows = pa.concat_tables(storage.read_table(PartitionTask(str(tmp_path), "toy", "src", p).output) for p in range(6))
