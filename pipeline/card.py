@@ -7,10 +7,13 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 from pltd.pipeline import storage
+from pltd.pipeline.hf import front_matter
 from pltd.pipeline.layout import RunLayout, read_parts
 from pltd.pipeline.text import angles_text, buckets_text, kept_text, numbers_text
+from pltd.schemas import PLTD
 
 COLUMNS = ["source", "face_id", "pose", "label_kind", "n_samples", "fit_error", "eye_closed"]
 
@@ -104,7 +107,12 @@ def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identitie
     pose, fit, per_id = summary.pop("_arrays")
     for name, data in _plots(pose, fit, per_id).items():
         fs.pipe_file(f"{root}/{name}", data)
+    header = yaml.safe_dump(front_matter(PLTD, summary["rows"]), sort_keys=False)
     lines = [
+        "---",
+        header.rstrip("\n"),
+        "---",
+        "",
         f"# PLTD: {dataset['manifest']}",
         "",
         f"{summary['rows']:,} images, {summary['identities']:,} identities, {len(dataset['shards'])} shards, "
@@ -130,6 +138,7 @@ def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identitie
     lines += ["", "![pose](pose_hist.png)", "", "![labels](labels_hist.png)", ""]
     lines += [
         "Columns and conventions: see the pltd README (PLTD schema, pose sign convention). Read with pyarrow,",
-        "pandas, polars, DuckDB, or `trainer.data.PLTDDataset` for training.",
+        'pandas, polars, DuckDB, Hugging Face `datasets` (`load_dataset("<this folder>")`: `image` is an',
+        "`Image` feature), or `pltd.trainer.data.PLTDDataset` for training.",
     ]
     fs.pipe_file(f"{root}/README.md", "\n".join(lines).encode())

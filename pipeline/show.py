@@ -1,6 +1,15 @@
-"""`pltd show`: contact sheets of labelled faces (landmarks + pose axes) and of rejected images."""
+"""`pltd show`: contact sheets of labelled faces (landmarks + pose axes) and of rejected images.
+
+A rejected image's tile carries what the run stored about it — source, stage, reason, detail ("0
+bytes", "image file is truncated (17 bytes not processed)", "missing Pose_Para") and the file —
+wrapped over as many lines as it needs, never cut. Its pixels are drawn when they still decode; a
+rejected RecordIO row has no `offset` (ingest never accepted it), so the record's offset comes from
+the run's plan.
+"""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pyarrow as pa
@@ -8,11 +17,14 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout
 from pltd.pose import rotation
 from pltd.stages.fetch import Fetcher
 from pltd.stages.images import ImageProblem, decode_rgb
 
 TILE = 160
+LINE = 11  # pixels per caption line (Pillow's default bitmap font is 11 px high)
+CHARS = 26  # characters per caption line at TILE width
 
 
 def _tables(run: str, sub: str) -> pa.Table | None:
@@ -25,6 +37,23 @@ def _tables(run: str, sub: str) -> pa.Table | None:
         with fs.open(p, "rb") as f:
             tables.append(pq.read_table(f))
     return pa.concat_tables(tables, promote_options="default") if tables else None
+
+
+def caption_lines(text: str, width: int = CHARS) -> list[str]:
+    """Wrap each ' | '-separated part of a caption on its own lines; nothing is dropped."""
+    lines: list[str] = []
+    for part in text.split(" | "):
+        lines += textwrap.wrap(part, width, break_long_words=True, break_on_hyphens=False) or [""]
+    return lines
+
+
+def _caption(tile: Image.Image, text: str) -> None:
+    lines = caption_lines(text)
+    height = min(TILE, LINE * len(lines) + 3)
+    draw = ImageDraw.Draw(tile)
+    draw.rectangle([0, TILE - height, TILE, TILE], fill=(0, 0, 0))
+    for i, line in enumerate(lines[-(TILE // LINE) :]):
+        draw.text((3, TILE - height + 1 + i * LINE), line, fill=(255, 255, 255))
 
 
 def _tile(image: np.ndarray, box, landmarks=None, pose=None, caption: str = "") -> Image.Image:
@@ -46,8 +75,7 @@ def _tile(image: np.ndarray, box, landmarks=None, pose=None, caption: str = "") 
                 d = r @ axis * TILE * 0.25
                 draw.line([tuple(nose), (nose[0] + d[0], nose[1] - d[1])], fill=color, width=2)
     if caption:
-        draw.rectangle([0, TILE - 14, TILE, TILE], fill=(0, 0, 0))
-        draw.text((3, TILE - 13), caption[:30], fill=(255, 255, 255))
+        _caption(tile, caption)
     return tile
 
 
@@ -76,6 +104,47 @@ def _round_robin(rows: list[dict], limit: int) -> list[dict]:
     return out
 
 
+def rejected_caption(r: dict) -> str:
+    """'vggface2 | ingest: empty_file | 0 bytes | n000003/bad_empty.jpg' (record N for a .rec)."""
+    where = f"record {r['record_index']}" if r.get("record_index") is not None else r["source_path"]
+    where = where.rsplit("/", 2)[-2:] if "/" in where else [where]
+    parts = [r["source"], f"{r['stage']}: {r['reason']}", r.get("detail") or "", "/".join(where)]
+    return " | ".join(p for p in parts if p)
+
+
+def _record_offsets(run: str, rows: list[dict]) -> dict[tuple[str, int], int]:
+    """(source, record index) → byte offset, from the plans of the sources with rejected records."""
+    sources = {r["source"] for r in rows if r.get("record_index") is not None}
+    out = {}
+    for s in sources:
+        plan = storage.read_table(RunLayout(run).plan(s), ["item", "offset"])
+        out.update(
+            {(s, int(i)): o for i, o in zip(*(plan.column(c).to_pylist() for c in ("item", "offset")), strict=True)}
+        )
+    return out
+
+
+def rejected_tiles(run: str, rows: list[dict], ingested: dict[str, dict]) -> list[tuple[Image.Image, str, str | None]]:
+    """(tile, caption, why the pixels could not be drawn or None) for each rejected row."""
+    offsets = _record_offsets(run, rows)
+    out = []
+    with Fetcher() as fetch:
+        for r in rows:
+            cap = rejected_caption(r)
+            row = ingested.get(r["image_id"]) or {**r, "offset": offsets.get((r["source"], r.get("record_index")))}
+            try:
+                image = decode_rgb(fetch.bytes_of(row))
+            except (ImageProblem, OSError, ValueError) as exc:
+                tile = Image.new("RGB", (TILE, TILE), (90, 20, 20))
+                ImageDraw.Draw(tile).text((4, 4), "no image to draw", fill=(255, 200, 200))
+                _caption(tile, cap)
+                out.append((tile, cap, f"{type(exc).__name__}: {exc}"))
+                continue
+            h, w = image.shape[:2]
+            out.append((_tile(image, (0, 0, w / 1.4, h / 1.4), caption=cap), cap, None))
+    return out
+
+
 def show(run: str, out: str, limit: int = 48, cols: int = 8) -> tuple[str, str, int, int]:
     """Write `out` (accepted faces) and `out` with `_rejected` (rejected images); return paths and counts."""
     ingest = _tables(run, "ingest")
@@ -84,26 +153,16 @@ def show(run: str, out: str, limit: int = 48, cols: int = 8) -> tuple[str, str, 
         raise FileNotFoundError(f"{run}: no ingest/ or landmarks/ output; run `pltd build` first")
     where = {r["image_id"]: r for r in ingest.to_pylist()}
     rejected = _tables(run, "rejected")
-    tiles, bad = [], []
+    tiles = []
     with Fetcher() as fetch:
         for r in _round_robin(labels.to_pylist(), limit):
             image = decode_rgb(fetch.bytes_of(where[r["image_id"]]))
             kind = "GT" if r["label_kind"] == "ground_truth" else "PL"
-            cap = f"{r['source'][:8]} {kind} y{r['pose'][0]:+.0f} p{r['pose'][1]:+.0f} r{r['pose'][2]:+.0f}"
+            y, p, ro = r["pose"]
+            cap = f"{r['source']} {kind} | yaw {y:+.0f} pitch {p:+.0f} roll {ro:+.0f}"
             tiles.append(_tile(image, r["face_box"], r["landmarks"], r["pose"], cap))
-        for r in (rejected.to_pylist() if rejected is not None else [])[:limit]:
-            cap = f"{r['stage']} {r['reason']}"
-            row = where.get(r["image_id"])
-            try:
-                image = decode_rgb(fetch.bytes_of(row or r))
-                h, w = image.shape[:2]
-                bad.append(_tile(image, (0, 0, w / 1.4, h / 1.4), caption=cap))
-            except (ImageProblem, OSError, KeyError, ValueError) as exc:
-                tile = Image.new("RGB", (TILE, TILE), (90, 20, 20))
-                ImageDraw.Draw(tile).text((4, 60), f"undecodable\n{type(exc).__name__}", fill=(255, 255, 255))
-                ImageDraw.Draw(tile).text((3, TILE - 13), cap[:30], fill=(255, 255, 255))
-                bad.append(tile)
+    bad = rejected_tiles(run, _round_robin(rejected.to_pylist(), limit) if rejected is not None else [], where)
     out_rej = out[:-4] + "_rejected.png" if out.endswith(".png") else out + "_rejected.png"
     _sheet(tiles, cols).save(out)
-    _sheet(bad, cols).save(out_rej)
+    _sheet([t for t, _, _ in bad], cols).save(out_rej)
     return out, out_rej, len(tiles), len(bad)
