@@ -25,6 +25,9 @@ class LandmarkSettings(Strict):
     # mediapipe: FaceMesh's network batched on the known face region; mediapipe_graph: MediaPipe's own
     # graph, one view at a time, re-detecting the face
     second: Literal["mediapipe", "mediapipe_graph", "none"] = "mediapipe"
+    # batched FaceMesh (`second: mediapipe`): 2 = the known box, then MediaPipe's own re-crop from
+    # the first pass's points (what its graph does); 1 = the known box only (about half the cost)
+    facemesh_passes: int = Field(2, ge=1, le=3)
     index_map: str | None = None  # default: the shipped map (stages/data/mediapipe_index_map.json)
     # the mean 3D face for pose fitting (README "Pose zero and the mean 3D face"): null = from the
     # near-frontal ground truth of the manifest's 300W-LP sources when there are any (the paper's

@@ -55,7 +55,9 @@ class Models:
         self.second = (
             None
             if s.second == "none"
-            else create_source(s.second, mean_face=mean_face, index_map=load_index_map(s.index_map))
+            else create_source(
+                s.second, mean_face=mean_face, index_map=load_index_map(s.index_map), passes=s.facemesh_passes
+            )
         )
         self.blink = {"resnet18": lambda: ResNetBlink(s.blink_checkpoint), "onnx": lambda: OnnxBlink(s.blink_onnx)}.get(
             s.blink, lambda: None
@@ -64,7 +66,8 @@ class Models:
 
 
 def models_for(s: LandmarkSettings) -> Models:
-    fields = ("teacher", "teacher_checkpoint", "teacher_onnx", "second", "index_map", "mean_face", "blink")
+    fields = ("teacher", "teacher_checkpoint", "teacher_onnx", "second", "facemesh_passes", "index_map", "mean_face",
+              "blink")  # fmt: skip
     key = ("landmarks", *(repr(getattr(s, f)) for f in fields), s.blink_checkpoint, repr(s.blink_onnx))
     return worker_cache.cached(key, lambda: Models(s))
 
