@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -106,5 +107,15 @@ def load_config(preset: str, overrides: list[str] = ()) -> TrainConfig:
         raw[key] = yaml.safe_load(value)
     try:
         return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ValueError(f"{path}: {'; '.join(error_lines(exc))}") from None
+    except ValidationError as exc:  # blame --set for the keys it set, the preset file for the rest
+        flags = {item.partition("=")[0]: item for item in overrides}
+        lines = []
+        for e, line in zip(exc.errors(), error_lines(exc), strict=True):
+            key = str(e["loc"][0]) if e["loc"] else ""
+            if key not in flags:
+                lines.append(f"{path}: {line}")
+                continue
+            near = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1)
+            hint = f" (did you mean {near[0]}?)" if near and e["type"] == "extra_forbidden" else ""
+            lines.append(f"--set {flags[key]}: {line}{hint}")
+        raise ValueError("; ".join(lines)) from None
