@@ -70,6 +70,10 @@ LANDMARKS = pa.schema(
         pa.field("single_teacher_pose", OPT_VECTOR),
         pa.field("single_second_landmarks", OPT_VECTOR),
         pa.field("single_second_pose", OPT_VECTOR),
+        # PnP cross-check (landmarks.pose_check, stages/landmarks/pnp.py): degrees between OpenCV's PnP
+        # rotation of the row's landmarks on the mean face and the rotation of its pose; null when off
+        pa.field("pose_agreement", pa.float32()),
+        pa.field("pseudo_pose_agreement", pa.float32()),  # the same for the pseudo-label (audit rows)
     ]
 )
 

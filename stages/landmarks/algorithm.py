@@ -36,6 +36,8 @@ class ImageLabel:
     kinds: list[str]  # "teacher" / "second" per valid sample (indices of fit.kept)
     n_valid: int
     eye_closed: list[float] | None  # mean σ per eye over the views that have one
+    pose_agreement: float | None = None  # PnP vs the label's pose, degrees (landmarks.pose_check)
+    truth_agreement: float | None = None  # the same for a ground-truth row's own label
 
 
 def pose_mode(s: LandmarkSettings, teacher) -> str:
@@ -75,6 +77,25 @@ def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray) -> None:
         poses = fit_pose_batch(np.stack([f.landmarks for f in done]), mean_face)[0]
         for f, p in zip(done, poses, strict=True):
             f.pose = tuple(float(a) for a in p)
+
+
+def cross_check_poses(labels: list[ImageLabel], rows: list[dict], sizes: list, s: LandmarkSettings, mean_face) -> None:
+    """PnP agreement of every accepted pseudo-label (and of a ground-truth row's own label); with
+    `max_pose_disagreement`, a larger angle makes the pseudo-label `pose_disagreement` (ground-truth
+    rows keep their label: the reason goes to their audit status). A PnP failure judges nothing."""
+    if not s.pose_check and s.max_pose_disagreement is None:
+        return
+    from pltd.stages.landmarks.pnp import pose_agreement
+
+    for label, row, size in zip(labels, rows, sizes, strict=True):
+        f = label.fit
+        if row.get("landmarks_gt") is not None:
+            label.truth_agreement = pose_agreement(row["landmarks_gt"], row.get("pose_gt"), mean_face, size)
+        if f.reason is not None or f.landmarks is None:
+            continue
+        label.pose_agreement = a = pose_agreement(f.landmarks, f.pose, mean_face, size)
+        if s.max_pose_disagreement is not None and a is not None and a > s.max_pose_disagreement:
+            f.reason = "pose_disagreement"
 
 
 def label_views(

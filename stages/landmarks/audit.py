@@ -12,6 +12,8 @@ import pyarrow as pa
 
 from pltd.stages.landmarks.geometry import nme
 
+AGREEMENT_SPLIT = 10.0  # degrees: the audit splits checked pseudo-labels at this PnP disagreement
+
 
 def _wrap(d: np.ndarray) -> np.ndarray:
     return (d + 180.0) % 360.0 - 180.0
@@ -51,6 +53,7 @@ def audit(table: pa.Table) -> dict:
         "single_teacher": ("single_teacher_landmarks", "single_teacher_pose"),
         "single_second": ("single_second_landmarks", "single_second_pose"),
     }
+    report |= agreement_split(gt)
     for subset, rows in (("accepted", acc), ("all", gt)):
         for name, (lm, pose) in methods.items():
             if name == "selective_fitting" and subset == "all":
@@ -62,6 +65,31 @@ def audit(table: pa.Table) -> dict:
                 [r["pose"] for r in rows],
             )
     return report
+
+
+def agreement_split(gt: list[dict], threshold: float = AGREEMENT_SPLIT) -> dict:
+    """The pseudo-labels' error where PnP agrees with their pose (≤ threshold degrees) and where it does
+    not (landmarks.pose_check): does a large disagreement point at a worse label? Empty when unchecked."""
+    rows = [r for r in gt if r.get("pseudo_pose_agreement") is not None and r.get("pseudo_landmarks") is not None]
+    if not rows:
+        return {}
+    out = {}
+    for name, part in (
+        (f"pose_agreement<={threshold:g}", [r for r in rows if r["pseudo_pose_agreement"] <= threshold]),
+        (f"pose_agreement>{threshold:g}", [r for r in rows if r["pseudo_pose_agreement"] > threshold]),
+    ):
+        out[f"checked/{name}"] = _metrics(
+            [r["pseudo_landmarks"] for r in part],
+            [r["pseudo_pose"] for r in part],
+            [r["landmarks"] for r in part],
+            [r["pose"] for r in part],
+        )
+    truth = [r["pose_agreement"] for r in gt if r.get("pose_agreement") is not None]
+    if truth:  # the ground truth's own landmarks against its own pose: how well the mean face explains it
+        above = float(np.mean(np.array(truth) > threshold))
+        out["ground_truth_pose_agreement"] = {"rows": len(truth), "median": float(np.median(truth)),
+                                              f"share_above_{threshold:g}": above}  # fmt: skip
+    return out
 
 
 def format_audit(report: dict) -> list[str]:
@@ -76,4 +104,9 @@ def format_audit(report: dict) -> list[str]:
                 else ""
             )
             lines.append(f"  {key:<28} n={m['n']:<5} NME {m.get('nme', float('nan')):.4f}{pose}")
+    truth = report.get("ground_truth_pose_agreement")
+    if truth:
+        share = next(v for k, v in truth.items() if k.startswith("share_above_"))
+        lines.append(f"  ground truth's own PnP agreement: median {truth['median']:.1f}°, {share:.0%} above "
+                     f"{AGREEMENT_SPLIT:g}° (n={truth['rows']})")  # fmt: skip
     return lines

@@ -16,6 +16,8 @@ def flat(a) -> list[float] | None:
 def rejection_detail(label: ImageLabel, t_d: float) -> str:
     f = label.fit
     spread = f", max distance {f.max_distance:.3f} > t_d {t_d}" if f.reason == "fit_spread_above_td" else ""
+    if f.reason == "pose_disagreement":
+        spread = f", PnP rotation {label.pose_agreement:.1f}° from the label's pose"
     return f"{label.n_valid} valid samples{spread}"
 
 
@@ -36,6 +38,7 @@ def label_row(row: dict, label: ImageLabel, box: np.ndarray) -> dict:
         "fit_error": None if np.isnan(fit.fit_error) else fit.fit_error,
         "eye_closed": label.eye_closed,
         "face_box": flat(box),
+        "pose_agreement": label.truth_agreement if gt else label.pose_agreement,
     }
 
 
@@ -57,4 +60,5 @@ def audit_columns(label: ImageLabel, view0: View, teacher0: Sample | None, secon
         "single_teacher_pose": tp,
         "single_second_landmarks": sl,
         "single_second_pose": sp,
+        "pseudo_pose_agreement": label.pose_agreement,
     }

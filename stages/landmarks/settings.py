@@ -47,6 +47,11 @@ class LandmarkSettings(Strict):
     min_face_fraction: float = Field(0.1, gt=0, lt=1)
     min_x_spread: float = Field(0.03, ge=0, lt=1)
     audit: bool = True  # also pseudo-label ground-truth sources, for the audit
+    # PnP cross-check (stages/landmarks/pnp.py): `pose_agreement` = degrees between OpenCV's PnP rotation of
+    # the label's landmarks on the mean face and the label's pose; max_pose_disagreement (implies the check)
+    # rejects pseudo-labels above it as `pose_disagreement`
+    pose_check: bool = False
+    max_pose_disagreement: float | None = Field(None, gt=0, le=180)
     batch_images: int = Field(32, ge=1)  # images whose views every source and the blink network see in one batch
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.landmarks.algorithm import (
     ImageLabel,
     Sigma,
+    cross_check_poses,
     fill_fitted_poses,
     fit_labels,
     label_views,
@@ -124,6 +125,7 @@ def label_chunk(work: list[Work], s: LandmarkSettings, m: Models) -> list[ImageL
     labels = [label_views(w.views, w.teacher, w.second, w.sigmas, s, pose_from, points) for w in work]
     if pose_from == "fit":
         fit_labels(labels, m.mean_face)
+    cross_check_poses(labels, [w.row for w in work], [w.image.shape[1::-1] for w in work], s, m.mean_face)
     return labels
 
 
