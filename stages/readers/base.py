@@ -9,6 +9,7 @@ unreadable index) raise `SourceError` at start-up, naming the path.
 from __future__ import annotations
 
 import posixpath
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +35,9 @@ PLAN = pa.schema(
 )
 
 
+PLAN_ITEMS = pa.schema([f for f in PLAN if f.name != "part"])  # what a reader plans; the plan adds `part`
+
+
 class SourceError(Exception):
     """A whole source is unusable; raised before any work starts."""
 
@@ -53,10 +57,19 @@ class PlanStats:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def ignore(self, why: str, what: str) -> None:
-        self.ignored[why] = self.ignored.get(why, 0) + 1
-        self.examples.setdefault(why, [])
-        if len(self.examples[why]) < 5:
-            self.examples[why].append(what)
+        self.ignore_many(why, 1, [what])
+
+    def ignore_many(self, why: str, n: int, examples: list[str]) -> None:
+        """`n` things left out for `why`; the first few of `examples` are kept."""
+        self.ignored[why] = self.ignored.get(why, 0) + n
+        kept = self.examples.setdefault(why, [])
+        kept += examples[: max(0, 5 - len(kept))]
+
+    def merge(self, other: PlanStats) -> None:
+        """Add the stats of the next chunk of a plan (examples stay the first ones in plan order)."""
+        self.images += other.images
+        for why, n in other.ignored.items():
+            self.ignore_many(why, n, other.examples.get(why, []))
 
 
 @dataclass(frozen=True)
@@ -78,10 +91,13 @@ class Source:
 
 
 class Reader:
-    """Base class; subclasses set `format`, `Options` and implement `plan_items` and `read`."""
+    """Base class; subclasses set `format`, `Options` and implement `read` and either `plan_listed`
+    (sources planned by listing a folder tree, in parallel on the workers: `pipeline/plan.py`) or
+    `plan_streamed` (sources planned from an index file, streamed on the driver)."""
 
     format: ClassVar[str]
     Options: ClassVar[type[ReaderOptions]] = ReaderOptions
+    companions: ClassVar[tuple[str, ...]] = ()  # annotation files read beside their image, not "ignored"
 
     def check(self, source: Source) -> None:
         """Start-up checks; the default requires the root to exist."""
@@ -89,9 +105,30 @@ class Reader:
         if not fs.exists(root):
             raise SourceError(f"source {source.name!r} ({source.format}): root {source.root} does not exist")
 
-    def plan_items(self, source: Source, stats: PlanStats) -> Iterator[dict]:
-        """Yield plan rows (without `part`) in a deterministic order."""
+    def plan_context(self, source: Source, work: str) -> dict:
+        """Once per plan, before the listing tasks (on a worker): what every task needs (a boxes file
+        converted under the folder `work`). Picklable values only."""
+        return {}
+
+    def plan_listed(self, source: Source, rels: list[str], stats: PlanStats, context: dict) -> pa.Table:
+        """The plan rows (`PLAN_ITEMS`) of a sorted run of image paths relative to the root."""
         raise NotImplementedError
+
+    def plan_streamed(self, source: Source, stats: PlanStats) -> Iterator[pa.Table] | None:
+        """Plan rows streamed in chunks, for readers planned from an index rather than a listing; None: listed."""
+        return None
+
+    def plan_items(self, source: Source, stats: PlanStats) -> Iterator[dict]:
+        """Every plan row (without `part`) in plan order, in this process; `pipeline/plan.py` does the
+        same in chunks on the workers."""
+        streamed = self.plan_streamed(source, stats)
+        if streamed is not None:
+            for table in streamed:
+                yield from table.to_pylist()
+            return
+        with tempfile.TemporaryDirectory() as work:
+            context = self.plan_context(source, work)
+            yield from self.plan_listed(source, list_images(source, stats, self.companions), stats, context).to_pylist()
 
     def read(self, source: Source, plan: pa.Table, settings: Any) -> tuple[pa.Table, pa.Table]:
         """Read one partition of the plan: (ingest rows, rejected rows)."""
@@ -114,19 +151,61 @@ def known_formats() -> list[str]:
     return READERS.names()
 
 
-def list_images(source: Source, stats: PlanStats, companions: tuple[str, ...] = ()) -> list[str]:
-    """All image files under the root, as sorted paths relative to it.
+# A folder-tree entry: (path relative to the root, whether it is a folder).
+Entry = tuple[str, bool]
+
+
+def entry_key(entry: Entry) -> str:
+    """The order of an entry among its siblings: a folder `a` sorts as `a/`, where its files' paths do.
+    Every path under an entry starts with this key and no sibling's key is a prefix of it, so listing
+    entries in this order and each entry's files sorted gives every file in sorted order, exactly as
+    sorting the whole tree's paths does: partition ids do not depend on how the listing was split."""
+    rel, is_dir = entry
+    return f"{rel}/" if is_dir else rel
+
+
+def list_entries(fs: fsspec.AbstractFileSystem, root: str, rel: str = "") -> list[Entry]:
+    """The entries of one folder under the root (one listing), in `entry_key` order."""
+    found = fs.ls(posixpath.join(root, rel) if rel else root, detail=True)
+    entries = [(posixpath.relpath(e["name"].rstrip("/"), root), e["type"] == "directory") for e in found]
+    return sorted(entries, key=entry_key)
+
+
+def tree_entries(source: Source, at_least: int, max_depth: int = 3) -> list[Entry]:
+    """The root's entries; while there are fewer than `at_least`, folders are opened one level more
+    (a root holding one `train/` folder still splits into many listing tasks)."""
+    fs, root = source.fs()
+    entries = list_entries(fs, root)
+    for _ in range(max_depth):
+        if len(entries) >= at_least or not any(is_dir for _, is_dir in entries):
+            break
+        entries = [e for rel, is_dir in entries for e in (list_entries(fs, root, rel) if is_dir else [(rel, False)])]
+    return entries
+
+
+def list_images(
+    source: Source, stats: PlanStats, companions: tuple[str, ...] = (), entries: list[Entry] | None = None
+) -> list[str]:
+    """The image files under `entries` (default: the whole root), as sorted paths relative to the root.
 
     Files with a `companions` extension (annotations read beside their image) are expected;
     any other non-image file is counted in `stats` so that the plan reports what it left out.
     """
     fs, root = source.fs()
-    found = fs.find(root, withdirs=False)
     rels = []
-    for p in found:
-        rel = posixpath.relpath(p, root)
-        if rel.lower().endswith(IMAGE_EXTENSIONS):
-            rels.append(rel)
-        elif not posixpath.basename(rel).startswith(".") and not rel.lower().endswith(companions):
-            stats.ignore("not_an_image_extension", rel)
-    return sorted(rels)
+    for rel, is_dir in entries if entries is not None else [("", True)]:
+        under = posixpath.join(root, rel) if rel else root
+        found = sorted(posixpath.relpath(p, root) for p in fs.find(under, withdirs=False)) if is_dir else [rel]
+        for r in found:
+            if r.lower().endswith(IMAGE_EXTENSIONS):
+                rels.append(r)
+            elif not posixpath.basename(r).startswith(".") and not r.lower().endswith(companions):
+                stats.ignore("not_an_image_extension", r)
+    return rels
+
+
+def plan_table(items: list[str], labels: list[str | None], bboxes: pa.Array | list | None = None) -> pa.Table:
+    """Plan rows (`PLAN_ITEMS`) of image paths with their labels and dataset boxes (null when None)."""
+    n = len(items)
+    bbox = bboxes if bboxes is not None else pa.nulls(n, PLAN_ITEMS.field("bbox").type)
+    return pa.table([items, pa.nulls(n, pa.int64()), labels, bbox], schema=PLAN_ITEMS)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import io
 import posixpath
 import re
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from pltd.schemas import image_id
 from pltd.stages.problems import RowProblem
-from pltd.stages.readers.base import PlanStats, Reader, Source, list_images, register
+from pltd.stages.readers.base import PlanStats, Reader, Source, plan_table, register
 from pltd.stages.readers.rows import Rows, verify_image
 
 _RENDER_SUFFIX = re.compile(r"_\d+$")
@@ -75,12 +74,16 @@ class MatReader(Reader):
 
     landmark_field: str
 
-    def plan_items(self, source: Source, stats: PlanStats) -> Iterator[dict]:
-        for rel in list_images(source, stats, companions=(".mat",)):
+    companions = (".mat",)
+
+    def plan_listed(self, source: Source, rels: list[str], stats: PlanStats, context: dict) -> pa.Table:
+        kept = []
+        for rel in rels:
             if rel.split("/")[0] == "landmarks":  # 300W-LP's separate landmark folder: not images to label
                 stats.ignore("landmarks_folder", rel)
-                continue
-            yield {"item": rel, "label": self.label_of(rel), "bbox": None}
+            else:
+                kept.append(rel)
+        return plan_table(kept, [self.label_of(rel) for rel in kept])
 
     def label_of(self, rel: str) -> str | None:
         return None
