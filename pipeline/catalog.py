@@ -13,7 +13,7 @@ from pltd.pipeline.plan import read_partition
 from pltd.pipeline.stage import BuildContext, Stage
 from pltd.stages.assemble import assemble_partition
 from pltd.stages.identities.embed import EmbedSettings, embed_partition
-from pltd.stages.ingest import ingest_partition
+from pltd.stages.ingest import ingest_partition, rows_in
 from pltd.stages.landmarks.stage import label_partition
 from pltd.stages.readers.base import Source
 
@@ -29,7 +29,7 @@ class Ingest(Stage):
     def compute(self, layout: RunLayout, source: Source, part: int, settings):
         plan = read_partition(layout.root, source.name, part)
         accepted, rejected = ingest_partition(source, plan, settings)
-        return accepted, rejected, plan.num_rows
+        return accepted, rejected, rows_in(plan, accepted, rejected)  # photos + faces beyond the first
 
     def row_keys(self, layout: RunLayout, source: Source, part: int) -> list[str]:
         """Ingest reads the plan: its rows are keyed by item (`isolate.restrict` filters plan tables by item)."""

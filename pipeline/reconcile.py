@@ -1,4 +1,5 @@
-"""The final account: images in = accepted + rejected, per source and per reason.
+"""The final account: images in (+ faces beyond the first of a photo, for sources with a face
+detector) = accepted + rejected, per source and per reason.
 
 Counts come from the files themselves (Parquet footers and the rejected rows), not from what the
 tasks claimed, so a lost or duplicated partition shows up here.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from pltd.pipeline.layout import RunLayout, part_rows, read_parts
+from pltd.pipeline import storage
+from pltd.pipeline.layout import RunLayout, part_files, part_rows, read_parts
 
 
 def reconcile(layout: RunLayout, images_in: dict[str, int], final_stage: str, stages_run: list[str]) -> dict:
@@ -25,10 +28,12 @@ def reconcile(layout: RunLayout, images_in: dict[str, int], final_stage: str, st
             if rejected is not None:
                 reasons.update(f"{stage}:{r}" for r in rejected.column("reason").to_pylist())
         rejected = sum(reasons.values())
-        ok = n_in == accepted + rejected
+        split = faces_beyond_first(layout, source)  # photos a face detector made several rows of
+        ok = n_in + split == accepted + rejected
         report["ok"] &= ok
         report["sources"][source] = {
             "images_in": n_in,
+            "faces_beyond_first": split,
             "accepted": accepted,
             "rejected": rejected,
             "rejected_by_reason": dict(sorted(reasons.items())),
@@ -37,6 +42,22 @@ def reconcile(layout: RunLayout, images_in: dict[str, int], final_stage: str, st
     totals = [report["sources"][s] for s in report["sources"]]
     report["total"] = {k: sum(t[k] for t in totals) for k in ("images_in", "accepted", "rejected")}
     return report
+
+
+def faces_beyond_first(layout: RunLayout, source: str) -> int:
+    """Ingest rows (accepted or rejected) of faces with index ≥ 1: one photo in, several rows out. Read
+    from the files' `face_index` column; files written before the column (schema 1) have none."""
+    from pltd.stages.detect_faces import faces_beyond_first as count
+
+    n = 0
+    for url in (*part_files(layout.stage_dir("ingest", source)), *part_files(layout.rejected_dir("ingest", source))):
+        fs, path = storage.fs_path(url)
+        with fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            if "face_index" in pf.schema_arrow.names:
+                t = pf.read(columns=["face_index"])
+                n += count(t, t.schema.empty_table())
+    return n
 
 
 def print_reconciliation(report: dict, console: Console) -> None:

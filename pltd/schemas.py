@@ -43,6 +43,11 @@ INGEST = pa.schema(
         pa.field("landmarks_gt", OPT_VECTOR),  # 136 values: ground truth 68 points (300W-LP, AFLW2000), else null
         pa.field("pose_gt", OPT_VECTOR),  # 3 values: ground truth yaw, pitch, roll in degrees, else null
         pa.field("base_id", pa.string()),  # 300W-LP: the base photo a render came from
+        # face-detection front-end (a source's `detect:`, stages/detect_faces.py): the row is face
+        # `face_index` of its photo (left to right), `bbox` the detector's box, `face_score` its score;
+        # null for sources without detection (one row per photo)
+        pa.field("face_index", pa.int16()),
+        pa.field("face_score", pa.float32()),
     ]
 )
 
@@ -125,6 +130,7 @@ REJECTED = pa.schema(
         pa.field("detail", pa.string()),
         pa.field("source_path", pa.string()),
         pa.field("record_index", pa.int64()),
+        pa.field("face_index", pa.int16()),  # the rejected face of a photo (detection sources), else null
     ]
 )
 

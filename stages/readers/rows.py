@@ -75,7 +75,15 @@ class Rows:
             **row,
         )
 
-    def reject(self, image_id: str, reason: str, detail: str, source_path: str, record_index: int | None = None):
+    def reject(
+        self,
+        image_id: str,
+        reason: str,
+        detail: str,
+        source_path: str,
+        record_index: int | None = None,
+        face_index: int | None = None,
+    ):
         row = dict(
             image_id=image_id,
             source=self.source,
@@ -84,6 +92,7 @@ class Rows:
             detail=detail,
             source_path=source_path,
             record_index=record_index,
+            face_index=face_index,
         )
         for name, col in self.rejected.items():
             col.append(row[name])
