@@ -13,7 +13,7 @@ import yaml
 from rich.console import Console
 
 from pltd import __version__
-from pltd.pipeline import storage
+from pltd.pipeline import lock, storage
 from pltd.pipeline.catalog import STAGE_NAMES, STAGES
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.layout import RunLayout, part_rows
@@ -31,6 +31,10 @@ class BuildError(RuntimeError):
 
 class StartupError(BuildError):
     """A build refused before any work starts (settings, model files, packages)."""
+
+
+def disk_full(path: str) -> str:
+    return f"no space left on device writing {path}; free space and rerun the same command (complete parts are kept)"
 
 
 def sources_of(manifest: Manifest) -> list[Source]:
@@ -124,9 +128,19 @@ def run_partition_stage(ctx: BuildContext, stage: Stage) -> None:
         for s, part in ctx.partitions()
     ]
     resources = {"GPU": 1} if ctx.gpu_workers and stage.wants_gpu(manifest) else None
+    sources = {s.name: s for s in ctx.sources}
     result = run_stage(
-        ctx.client, stage.name, jobs, meta, ctx.console, resources=resources, shared=lambda: stage.shared(ctx)
+        ctx.client,
+        stage.name,
+        jobs,
+        meta,
+        ctx.console,
+        resources=resources,
+        shared=lambda: stage.shared(ctx),
+        keys=lambda task: stage.row_keys(ctx.layout, sources[task.source], task.part),
     )
+    if result.disk_full:
+        raise BuildError(disk_full(result.disk_full))
     summary = result.summary()
     storage.write_json(ctx.layout.stats(stage.name), summary)
     ctx.console.print(
@@ -159,31 +173,40 @@ def build(
     ctx = BuildContext(manifest, RunLayout(run), console, sources_of(manifest))
     stages = stages_to_run(manifest, until)
     check(ctx, stages)
-    prepare(ctx, manifest_path, force)
-    plan(ctx)
-    per_image = [s.name for s in stages if s.kind == "partition"]
-    dataset = None
-    with connect(profile) as client:
-        ctx.client = client
-        workers = client.scheduler_info().get("workers", {})
-        ctx.gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
-        console.print(
-            f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(workers)} workers, "
-            f"{ctx.gpu_workers} with a GPU)"
-        )
-        for stage in stages:
-            stage.before(ctx)
-            if stage.kind == "global":
-                ctx.results[stage.name] = stage.run_global(ctx)
-            else:
-                run_partition_stage(ctx, stage)
-            stage.after(ctx)
-        report = reconcile(ctx.layout, ctx.images_in(), per_image[-1], per_image)
-        if stages[-1] is STAGES[-1]:  # the whole catalog ran: cut the PLTD
-            dataset = publish(ctx, report)
-            report["pltd_rows"] = part_rows(ctx.layout.pltd)
-            report["ok"] &= report["pltd_rows"] == report["total"]["accepted"]
-    return _finish(ctx, stages, report, dataset, until, time.perf_counter() - t0)
+    try:
+        held = lock.acquire(ctx.layout, say=console.print)  # one writer per run
+    except lock.LockHeld as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        prepare(ctx, manifest_path, force)
+        plan(ctx)
+        per_image = [s.name for s in stages if s.kind == "partition"]
+        dataset = None
+        with connect(profile) as client:
+            ctx.client = client
+            workers = client.scheduler_info().get("workers", {})
+            ctx.gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
+            console.print(
+                f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(workers)} workers, "
+                f"{ctx.gpu_workers} with a GPU)"
+            )
+            for stage in stages:
+                stage.before(ctx)
+                if stage.kind == "global":
+                    ctx.results[stage.name] = stage.run_global(ctx)
+                else:
+                    run_partition_stage(ctx, stage)
+                stage.after(ctx)
+            report = reconcile(ctx.layout, ctx.images_in(), per_image[-1], per_image)
+            if stages[-1] is STAGES[-1]:  # the whole catalog ran: cut the PLTD
+                dataset = publish(ctx, report)
+                report["pltd_rows"] = part_rows(ctx.layout.pltd)
+                report["ok"] &= report["pltd_rows"] == report["total"]["accepted"]
+        return _finish(ctx, stages, report, dataset, until, time.perf_counter() - t0)
+    except storage.NoSpaceError as exc:
+        raise BuildError(disk_full(exc.filename)) from None
+    finally:
+        lock.release(ctx.layout, held)
 
 
 def _finish(ctx: BuildContext, stages: list[Stage], report: dict, dataset, until, seconds: float) -> dict:

@@ -24,7 +24,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/] {msg}", highlight=False)
+    err.print(f"[red]error:[/] {msg}", highlight=False, soft_wrap=True)  # one line, however long the path
     raise typer.Exit(code)
 
 
@@ -126,6 +126,37 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
         )
         for line in summary_lines(d["summary"]):
             console.print("  " + line, highlight=False)
+
+
+@app.command()
+def verify(
+    run: Annotated[str, typer.Argument(help="Run directory written by `pltd build`.")],
+    fix: Annotated[
+        bool,
+        typer.Option(help="Drop what is damaged (partition markers; dataset.json for a shard) so a build redoes it."),
+    ] = False,
+) -> None:
+    """Check every partition and shard of RUN against its marker and dataset.json (rc 0 clean, 1 problems)."""
+    from pltd.pipeline import storage
+    from pltd.pipeline.layout import RunLayout
+    from pltd.pipeline.verify import repair, verify_run
+
+    if not storage.exists(run):
+        _fail(f"{run}: no such run directory")
+    layout = RunLayout(run)
+    report = verify_run(layout)
+    for line in report.notes:
+        console.print(f"note: {line}", highlight=False)
+    for line in report.problems:
+        console.print(f"[red]problem[/] {line}", highlight=False)
+    verdict = "clean" if report.ok else f"{len(report.problems)} problem(s)"
+    console.print(f"{run}: {report.checked_partitions} partitions, {report.checked_shards} shards checked: {verdict}")
+    if report.ok:
+        return
+    if fix:
+        for url in repair(layout, report):
+            console.print(f"removed {url}: the next `pltd build` recomputes it", highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command()

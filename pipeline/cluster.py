@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import dask
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
 from pltd.validation import error_lines
@@ -22,6 +22,9 @@ from pltd.validation import error_lines
 
 class ClusterError(RuntimeError):
     """A cluster that cannot be used (no workers, unreachable scheduler)."""
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class _Profile(BaseModel):
@@ -35,13 +38,66 @@ class LocalProfile(_Profile):
     memory_limit: str = "3GiB"
     dashboard_address: str = "127.0.0.1:0"
 
+    @field_validator("dashboard_address")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        host = v.rpartition(":")[0].strip("[]")
+        if host not in LOOPBACK:
+            raise ValueError(f"{v}: a local cluster listens on loopback only ({', '.join(sorted(LOOPBACK))})")
+        return v
 
-class SchedulerProfile(_Profile):
+
+class _Secured(_Profile):
+    """TLS with mutual authentication through distributed's `Security`: a CA and a certificate and key
+    it signed, used by this client and (slurm, kubernetes) by the scheduler and workers it starts. A
+    peer without a certificate from that CA is refused. All three files, or none."""
+
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self):
+        named = [f for f in ("tls_ca_file", "tls_cert", "tls_key") if getattr(self, f)]
+        if named and len(named) < 3:
+            missing = sorted({"tls_ca_file", "tls_cert", "tls_key"} - set(named))
+            raise ValueError(f"TLS needs tls_ca_file, tls_cert and tls_key; missing: {', '.join(missing)}")
+        return self
+
+    def security(self):
+        """distributed.Security for these files (encryption required), or None without TLS."""
+        if not self.tls_ca_file:
+            return None
+        from distributed import Security
+
+        for name in ("tls_ca_file", "tls_cert", "tls_key"):
+            if not Path(getattr(self, name)).is_file():
+                raise ClusterError(f"cluster profile: {name}: {getattr(self, name)} not found")
+        cert, key = self.tls_cert, self.tls_key
+        return Security(
+            tls_ca_file=self.tls_ca_file,
+            tls_client_cert=cert,
+            tls_client_key=key,
+            tls_scheduler_cert=cert,
+            tls_scheduler_key=key,
+            tls_worker_cert=cert,
+            tls_worker_key=key,
+            require_encryption=True,
+        )
+
+
+class SchedulerProfile(_Secured):
     kind: Literal["scheduler"]
     address: str = Field(pattern=r"^(tcp|tls|ucx|inproc)://")
 
+    @model_validator(mode="after")
+    def _tls_address(self):
+        if self.address.startswith("tls://") and not self.tls_ca_file:
+            raise ValueError(f"address {self.address}: a tls:// scheduler needs tls_ca_file, tls_cert and tls_key")
+        return self
 
-class SlurmProfile(_Profile):
+
+class SlurmProfile(_Secured):
     kind: Literal["slurm"]
     jobs: int = Field(1, ge=0)
     queue: str | None = None
@@ -56,7 +112,7 @@ class SlurmProfile(_Profile):
     worker_resources: dict[str, float] = {}  # e.g. {GPU: 1} with job_extra_directives ["--gres=gpu:1"]
 
 
-class KubernetesProfile(_Profile):
+class KubernetesProfile(_Secured):
     kind: Literal["kubernetes"]
     name: str = "pltd"
     namespace: str = "default"
@@ -65,6 +121,7 @@ class KubernetesProfile(_Profile):
     worker_threads: int = Field(1, ge=1)
     resources: dict[str, dict[str, str]] = {}
     env: dict[str, str] = {}
+    tls_secret: str | None = None  # a Secret with ca.pem, tls.crt, tls.key for the pods (with the tls_* fields)
 
 
 Profile = Annotated[LocalProfile | SchedulerProfile | SlurmProfile | KubernetesProfile, Field(discriminator="kind")]
@@ -137,6 +194,7 @@ def make_local_cluster(p: LocalProfile):
             threads_per_worker=p.threads_per_worker,
             processes=True,
             memory_limit=p.memory_limit,
+            host="127.0.0.1",  # scheduler, nannies and workers: loopback only
             dashboard_address=p.dashboard_address,
             **kwargs,
         )
@@ -156,6 +214,7 @@ def make_slurm_cluster(p: SlurmProfile):
         job_extra_directives=list(p.job_extra_directives),
         job_script_prologue=list(p.job_script_prologue),
         worker_extra_args=["--nthreads", "1", *_resource_args(p.worker_resources)],
+        security=p.security(),  # with TLS: protocol tls://, the workers get --tls-* arguments
     )
     if p.jobs:
         cluster.scale(jobs=p.jobs)
@@ -183,7 +242,30 @@ def kubernetes_spec(p: KubernetesProfile) -> dict:
     worker = spec["spec"]["worker"]["spec"]["containers"][0]
     worker["args"] = [*worker.get("args", []), "--nthreads", str(p.worker_threads)]
     spec["metadata"]["namespace"] = p.namespace
+    if p.tls_secret:
+        _kubernetes_tls(spec, p)
     return spec
+
+
+TLS_MOUNT = "/etc/pltd-tls"
+
+
+def _kubernetes_tls(spec: dict, p: KubernetesProfile) -> None:
+    """Scheduler and workers on tls:// with the certificates of Secret `tls_secret`, encryption required."""
+    env = {
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": f"{TLS_MOUNT}/ca.pem",
+        **{f"DASK_DISTRIBUTED__COMM__TLS__{role}__{k}": f"{TLS_MOUNT}/tls.{ext}"
+           for role in ("SCHEDULER", "WORKER", "CLIENT") for k, ext in (("CERT", "crt"), ("KEY", "key"))},
+    }  # fmt: skip
+    address = f"tls://{p.name}-scheduler.{p.namespace}.svc.cluster.local:8786"
+    for role in ("scheduler", "worker"):
+        pod = spec["spec"][role]["spec"]
+        pod.setdefault("volumes", []).append({"name": "pltd-tls", "secret": {"secretName": p.tls_secret}})
+        c = pod["containers"][0]
+        c["env"] = [*(c.get("env") or []), *({"name": k, "value": v} for k, v in env.items())]
+        c.setdefault("volumeMounts", []).append({"name": "pltd-tls", "mountPath": TLS_MOUNT, "readOnly": True})
+        c["args"] = [*c["args"], *(["--protocol", "tls"] if role == "scheduler" else [address])]
 
 
 def make_kubernetes_cluster(p: KubernetesProfile):
@@ -199,7 +281,9 @@ def connect(profile) -> Iterator[Any]:
 
     makers = {"local": make_local_cluster, "slurm": make_slurm_cluster, "kubernetes": make_kubernetes_cluster}
     if profile.kind == "scheduler":
-        with Client(profile.address, timeout="30s") as client:
+        if profile.tls_ca_file and not profile.address.startswith("tls://"):
+            raise ClusterError(f"scheduler {profile.address}: with TLS certificates the address is tls://HOST:PORT")
+        with Client(profile.address, timeout="30s", security=profile.security()) as client:
             try:
                 client.wait_for_workers(1, timeout=120)
             except TimeoutError:
@@ -208,5 +292,6 @@ def connect(profile) -> Iterator[Any]:
                 ) from None
             yield client
         return
-    with makers[profile.kind](profile) as cluster, Client(cluster) as client:
+    security = profile.security() if profile.kind != "local" else None
+    with makers[profile.kind](profile) as cluster, Client(cluster, security=security) as client:
         yield client

@@ -11,8 +11,8 @@ until one image is left: that image becomes a rejected row with reason `worker_c
 
 Test-only hook: with `PLTD_TEST_ABORT_ON=<image_id>` (or `<stage>:<image_id>`) in a worker's
 environment, a task of that stage whose input rows include that image calls `os.abort()` — a real
-crash of the worker process, as a native fault would be. It matches rows keyed by image id, i.e.
-the stages after ingest. Never set it outside tests.
+crash of the worker process, as a native fault would be. Ingest's input rows are plan rows, keyed by
+item: there the hook names the item (`ingest:id3/0008.jpg`). Never set it outside tests.
 """
 
 from __future__ import annotations
@@ -53,19 +53,18 @@ def restrict(table: pa.Table) -> pa.Table:
     stage, ids = current
     if ids is not None:
         table = table.filter(pc.is_in(table.column(key), value_set=pa.array(sorted(ids), pa.string())))
-    if key == "image_id":
-        _test_abort(stage, table)
+    _test_abort(stage, table.column(key))
     return table
 
 
-def _test_abort(stage: str, table: pa.Table) -> None:
+def _test_abort(stage: str, keys: pa.ChunkedArray) -> None:
     target = os.environ.get(ABORT_ENV)
     if not target:
         return
     want_stage, _, image_id = target.rpartition(":")
     if want_stage and want_stage != stage:
         return
-    if image_id in set(table.column("image_id").to_pylist()):
+    if image_id in set(keys.to_pylist()):
         os.abort()  # test-only: a real crash of the worker process (SIGABRT), see the module docstring
 
 

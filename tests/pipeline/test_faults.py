@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pltd.schemas import image_id
 from tests.helpers import folder_manifest
 
 PLTD = [sys.executable, "-m", "pltd.pipeline.cli"]
@@ -35,36 +36,38 @@ def rows(folder: Path) -> pa.Table:
 def test_poison_image_is_bisected_out_as_worker_crash(tmp_path):
     m = folder_manifest(tmp_path, 20, 8)  # 23 files in 3 partitions of 8, 8, 7
     clean, poisoned = tmp_path / "clean", tmp_path / "poisoned"
-    assert pltd("build", str(m), "--out", str(clean), "--until", "landmarks").returncode == 0
-    labelled = rows(clean / "landmarks")
-    poison = labelled.column("image_id")[len(labelled) // 2].as_py()  # an image the clean build labels
-    part = next(p for p in range(3) if poison in pq.read_table(clean / "ingest/faces" / f"part-{p:05d}.parquet")
-                .column("image_id").to_pylist())  # fmt: skip
-    n_part = pq.read_metadata(clean / "ingest/faces" / f"part-{part:05d}.parquet").num_rows
+    assert pltd("build", str(m), "--out", str(clean), "--until", "ingest").returncode == 0
+    item = "id3/0008.jpg"
+    poison = image_id("faces", item)
+    plan = pq.read_table(clean / "plan" / "faces.parquet").to_pylist()
+    part = next(r["part"] for r in plan if r["item"] == item)
+    n_part = sum(r["part"] == part for r in plan)
     env = {
         **os.environ,
-        "PLTD_TEST_ABORT_ON": f"landmarks:{poison}",  # isolate.py: os.abort() in the worker reading it
+        "PLTD_TEST_ABORT_ON": f"ingest:{item}",  # isolate.py: os.abort() in the worker reading that plan row
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",  # KilledWorker on the first death
     }
-    done = pltd("build", str(m), "--out", str(poisoned), "--until", "landmarks", env=env)
+    done = pltd("build", str(m), "--out", str(poisoned), "--until", "ingest", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"isolated landmarks/faces/part-{part:05d}: image(s) {poison} crashed the worker" in done.stdout
-    stats = json.loads((poisoned / "stats" / "landmarks.json").read_text())
+    assert f"isolated ingest/faces/part-{part:05d}: image(s) {item} crashed the worker" in done.stdout
+    stats = json.loads((poisoned / "stats" / "ingest.json").read_text())
     [iso] = stats["isolated"]
-    assert iso["partition"] == f"faces/part-{part:05d}" and iso["images"] == [poison]
+    assert iso["partition"] == f"faces/part-{part:05d}" and iso["images"] == [item]
     assert 2 <= iso["reruns"] <= 2 * n_part  # halves down to one image: at most 2 tasks per level
-    print(f"poison: partition {iso['partition']} ({n_part} rows), image {poison}, {iso['reruns']} bisection tasks")
+    print(
+        f"poison: partition {iso['partition']} ({n_part} rows), image {poison} ({item}), {iso['reruns']} bisection tasks"
+    )
     rejected = rows(poisoned / "rejected")
     crash = rejected.filter(pa.compute.equal(rejected.column("reason"), "worker_crash")).to_pylist()
-    assert [(r["image_id"], r["stage"]) for r in crash] == [(poison, "landmarks")]
+    assert [(r["image_id"], r["stage"]) for r in crash] == [(item, "ingest")]
     # everything else is what the clean build made, and the counts reconcile
-    a, b = labelled, rows(poisoned / "landmarks")
+    a, b = rows(clean / "ingest"), rows(poisoned / "ingest")
     assert b.equals(a.filter(pa.compute.not_equal(a.column("image_id"), poison)))
     others = rejected.filter(pa.compute.not_equal(rejected.column("reason"), "worker_crash"))
     assert rows(clean / "rejected").equals(others)
     rec = json.loads((poisoned / "reconciliation.json").read_text())["sources"]["faces"]
-    assert (rec["images_in"], rec["accepted"], rec["rejected"]) == (23, len(a) - 1, 23 - len(a) + 1)
-    assert rec["balanced"] and rec["rejected_by_reason"]["landmarks:worker_crash"] == 1
+    assert (rec["images_in"], rec["accepted"], rec["rejected"]) == (23, 19, 4)
+    assert rec["balanced"] and rec["rejected_by_reason"]["ingest:worker_crash"] == 1
 
 
 def user_namespaces() -> bool:
@@ -102,7 +105,7 @@ def test_full_disk_stops_with_one_line_and_a_rerun_resumes(tmp_path):
     err = (log / "full.err").read_text()
     assert (log / "full.rc").read_text().strip() == "1", err
     [line] = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert line.startswith(f"error: no space left on device writing {rundir}/run/") and "Traceback" not in err
+    assert line.startswith(f"error: no space left on device writing {rundir}/run/ingest/faces/") and "Traceback" not in err
     failed = log / "at_failure"
     assert not [p for p in failed.rglob("*") if ".tmp-" in p.name]  # no temporaries left behind
     markers = {p.stem for p in (failed / "ingest" / "faces" / "_done").glob("*.json")}
