@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pltd import __version__
 from pltd.pipeline import storage
-from pltd.pipeline.card import summarize, write_card
+from pltd.pipeline.card import write_card
+from pltd.pipeline.card_stats import summarize
 from pltd.pipeline.shards import shard_plan, staging_files, write_shard
 from pltd.pipeline.stage import BuildContext
 from pltd.schemas import PLTD, SCHEMA_VERSION
@@ -49,7 +50,7 @@ def publish(ctx: BuildContext, reconciliation: dict) -> dict:
         for i, pieces in enumerate(shards)
     ]
     written = ctx.client.gather(futures)
-    summary = summarize(layout)
+    summary = summarize(layout, ctx.client)  # per-shard statistics on the workers, merged here
     dataset = {
         "schema_version": SCHEMA_VERSION,
         "pltd_version": __version__,
