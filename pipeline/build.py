@@ -22,6 +22,7 @@ from pltd.pipeline.publish import publish
 from pltd.pipeline.reconcile import print_reconciliation, reconcile
 from pltd.pipeline.runner import PartitionTask, run_stage
 from pltd.pipeline.stage import PACKAGES, BuildContext, Stage
+from pltd.pipeline.text import counts_text
 from pltd.stages.readers.base import Source, get_reader
 
 
@@ -50,20 +51,34 @@ def stages_to_run(manifest: Manifest, until: str | None) -> list[Stage]:
 
 def check(ctx: BuildContext, stages: list[Stage]) -> None:
     """Everything that would make every worker fail is refused before any work starts."""
+    may_be_empty = {s.name for s in ctx.manifest.sources if s.allow_empty}
     for src in ctx.sources:  # whole-source problems: missing root, index, boxes file
         get_reader(src.format).check(src)
+        fs, root = src.fs()
+        if src.name not in may_be_empty and fs.isdir(root) and not fs.ls(root):  # an empty folder: no listing
+            raise StartupError(_empty(src))
     for stage in stages:
         for field, (required, path) in stage.model_files(ctx.manifest).items():
             if path is None and required:
                 raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")
             if path is not None and not storage.exists(path):
-                raise StartupError(f"{field}: model file {path} not found")
+                kind, hint = _file_kind(field)
+                raise StartupError(f"{field}: {kind} {path} not found{hint}")
         for pkg in sorted(stage.packages(ctx.manifest)):
             if importlib.util.find_spec(pkg) is None:
                 raise StartupError(
                     f"stage '{stage.name}' needs the package {pkg!r} with these settings, and it is not installed: "
                     f"pip install {PACKAGES.get(pkg, pkg)}"
                 )
+
+
+def _file_kind(field: str) -> tuple[str, str]:
+    """What a missing file is called in the start-up error, and a hint; only the calibration files are no models."""
+    if field == "identities.calibration_pairs":
+        return "calibration pairs file", (
+            "; `pltd sample --out DIR` writes the embedded sample's (DIR/calibration/lfw_subset_pairs.bin)"
+        )
+    return ("calibration images folder" if field == "identities.calibration_images" else "model file"), ""
 
 
 def prepare(ctx: BuildContext, manifest_path: str, force: list[str]) -> None:
@@ -108,11 +123,22 @@ def prepare(ctx: BuildContext, manifest_path: str, force: list[str]) -> None:
         ctx.console.print(f"removed {stale} temporary file(s) left by an interrupted run")
 
 
+def _empty(s: Source, ignored: str = "") -> str:
+    return (
+        f"source '{s.name}': no images under {s.root} (format {s.format}"
+        + (f"; not images: {ignored}" if ignored else "")
+        + "); fix the root, or set `allow_empty: true` on the source"
+    )
+
+
 def plan(ctx: BuildContext) -> None:
     """Fix every image's partition (or reuse the run's plans)."""
+    may_be_empty = {s.name for s in ctx.manifest.sources if s.allow_empty}
     for s in ctx.sources:
         p = ctx.plans[s.name] = make_plan(ctx.run, s, ctx.manifest.ingest.rows_per_partition)
         ignored = ", ".join(f"{k}={v}" for k, v in p["ignored"].items())
+        if not p["images"] and s.name not in may_be_empty:
+            raise StartupError(_empty(s, ignored))
         ctx.console.print(
             f"plan [bold]{p['source']}[/] ({p['format']}): {p['images']} images in {p['partitions']} partitions"
             + (f"; not images: {ignored}" if ignored else "")
@@ -144,7 +170,8 @@ def run_partition_stage(ctx: BuildContext, stage: Stage) -> None:
     summary = result.summary()
     storage.write_json(ctx.layout.stats(stage.name), summary)
     ctx.console.print(
-        f"{stage.name}: {summary['rows_in']} in, {summary['rows_out']} out, rejected {summary['rejected'] or 0}; "
+        f"{stage.name}: {summary['rows_in']} in, {summary['rows_out']} out, "
+        f"rejected {counts_text(summary['rejected'])}; "
         f"{summary['partitions']} partitions ({summary['partitions_skipped_complete']} already complete), "
         f"{summary['wall_seconds']:.1f} s"
     )
@@ -165,14 +192,23 @@ def build(
     force: list[str],
     console: Console,
     until: str | None = None,
+    worker_logs: str | None = None,
 ) -> dict:
-    """Run the manifest's stages; returns the reconciliation report (also in RUN/)."""
-    from pltd.pipeline.cluster import connect
+    """Run the manifest's stages; returns the reconciliation report (also in RUN/).
+
+    `worker_logs`: a folder for the local workers' stderr (MediaPipe/TFLite/absl logging); None
+    leaves it on the terminal."""
+    from pltd.pipeline.cluster import ClusterError, connect, dashboard_link, reachable
 
     t0 = time.perf_counter()
     ctx = BuildContext(manifest, RunLayout(run), console, sources_of(manifest))
     stages = stages_to_run(manifest, until)
     check(ctx, stages)
+    try:
+        reachable(profile)  # a dead scheduler address is a start-up error, before RUN is touched
+    except ClusterError as exc:
+        raise StartupError(str(exc)) from None
+    fresh, refused = not storage.exists(run), False
     try:
         held = lock.acquire(ctx.layout, say=console.print)  # one writer per run
     except lock.LockHeld as exc:
@@ -182,18 +218,24 @@ def build(
         plan(ctx)
         per_image = [s.name for s in stages if s.kind == "partition"]
         dataset = None
-        with connect(profile) as client:
+        with connect(profile, worker_logs) as client:
             ctx.client = client
             workers = client.scheduler_info().get("workers", {})
             ctx.gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
+            link = dashboard_link(client)
+            shown = f"[link]{link}[/link]" if link else "none (`pip install bokeh` where the scheduler runs)"
             console.print(
-                f"Dask dashboard: [link]{client.dashboard_link}[/link]  ({len(workers)} workers, "
-                f"{ctx.gpu_workers} with a GPU)"
+                f"Dask dashboard: {shown}  ({len(workers)} workers, {ctx.gpu_workers} with a GPU)"
             )
+            if worker_logs and profile.kind == "local":
+                console.print(f"worker logs (MediaPipe, TFLite, Dask): {worker_logs}/  (`pltd -v build` shows them)")
             for stage in stages:
                 stage.before(ctx)
                 if stage.kind == "global":
+                    started = time.perf_counter()
                     ctx.results[stage.name] = stage.run_global(ctx)
+                    seconds = round(time.perf_counter() - started, 3)
+                    storage.write_json(ctx.layout.stats(stage.name), {"kind": "global", "wall_seconds": seconds})
                 else:
                     run_partition_stage(ctx, stage)
                 stage.after(ctx)
@@ -205,8 +247,13 @@ def build(
         return _finish(ctx, stages, report, dataset, until, time.perf_counter() - t0)
     except storage.NoSpaceError as exc:
         raise BuildError(disk_full(exc.filename)) from None
+    except StartupError:
+        refused = fresh
+        raise
     finally:
         lock.release(ctx.layout, held)
+        if refused:  # a refused build leaves no half-made run directory behind
+            storage.remove(run)
 
 
 def _finish(ctx: BuildContext, stages: list[Stage], report: dict, dataset, until, seconds: float) -> dict:

@@ -21,6 +21,35 @@ app = typer.Typer(
 # Logs and CI are not terminals: give tables room instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+bars = Console(stderr=True)  # progress of single-process commands: stderr, silenced by -q like `console`
+
+
+_verbosity = {"level": 0}  # -v 1, -q -1: set by the app's callback for the command that follows
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pltd import __version__
+
+        console.print(f"pltd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show worker logs (MediaPipe, TFLite, absl, Dask) here.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print pltd's version and exit.")
+    ] = False,
+) -> None:
+    """Build pseudo-labeled face datasets (PLTD) on Dask, inspect them, train and evaluate on them."""
+    if verbose and quiet:
+        _fail("-v and -q: choose one")
+    _verbosity["level"] = 1 if verbose else -1 if quiet else 0
+    console.quiet = bars.quiet = quiet
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -47,36 +76,47 @@ def build(
     ] = None,
     cluster: Annotated[
         str | None,
-        typer.Option(help="Profile in dask_cluster.yaml (local, scheduler, slurm, kubernetes) or tcp://HOST:PORT."),
+        typer.Option(help="Cluster profile (local, scheduler, slurm, kubernetes) or tcp://HOST:PORT."),
     ] = None,
     cluster_file: Annotated[
-        Path | None, typer.Option(help="Cluster profile file; default ./dask_cluster.yaml.")
+        Path | None,
+        typer.Option(help="Cluster profile file; default $PLTD_CLUSTER_FILE, else the profiles shipped with pltd."),
     ] = None,
     force: Annotated[list[str], typer.Option(help="Recompute STAGE and every stage after it (repeatable).")] = [],  # noqa: B006
     root: Annotated[list[str], typer.Option(help="Override a source root: NAME=PATH (repeatable).")] = [],  # noqa: B006
     until: Annotated[str | None, typer.Option(help="Stop after this stage (e.g. ingest).")] = None,
 ) -> None:
     """Run the pipeline's stages over a manifest's sources into RUN."""
-    from pltd.pipeline.build import BuildError, StartupError
-    from pltd.pipeline.build import build as run_build
-    from pltd.pipeline.cluster import ClusterError, load_profile
+    # The manifest and the flags are checked first, before the heavy modules (Dask, the stages'
+    # models) are imported: a typo is reported in about a second.
     from pltd.pipeline.config import default_manifest, load_manifest
-    from pltd.pipeline.sample import default_sample_dir, make_sample
-    from pltd.stages.readers.base import SourceError
+    from pltd.pipeline.sample import default_sample_dir
 
     os.environ.setdefault("PLTD_SAMPLE_DIR", str(default_sample_dir()))
     path = manifest or default_manifest()
     try:
         m = load_manifest(path, roots=_parse_roots(root))
+        from pltd.pipeline.cluster import load_profile
+
         profile = load_profile(cluster, cluster_file)
     except ManifestError as exc:
         _fail(str(exc))
     out = out or f"runs/{m.name}"
+    logs = _check_out(out)
+    from pltd.pipeline.build import BuildError, StartupError
+    from pltd.pipeline.build import build as run_build
+    from pltd.pipeline.cluster import ClusterError
+    from pltd.pipeline.sample import make_sample
+    from pltd.pipeline.worker_logs import stderr_to
+    from pltd.stages.readers.base import SourceError
+
     if m.prepare == "sample":
-        console.print(f"embedded sample: {make_sample(os.environ['PLTD_SAMPLE_DIR'])}")
+        sample_dir = os.environ["PLTD_SAMPLE_DIR"]
+        with stderr_to(logs and f"{sample_dir}.log"):  # MediaPipe labels the sample's 300W-LP part here
+            console.print(f"embedded sample: {make_sample(sample_dir)}")
     console.print(f"manifest [bold]{m.name}[/] ({path}) → {out}; cluster: {cluster or 'default profile'}")
     try:
-        run_build(m, str(path), out, profile, list(force), console, until=until)
+        run_build(m, str(path), out, profile, list(force), console, until=until, worker_logs=logs)
     except SourceError as exc:
         _fail(str(exc))
     except StartupError as exc:
@@ -87,12 +127,32 @@ def build(
         _fail(str(exc), code=1)
 
 
+def _check_out(out: str) -> str | None:
+    """Refuse an --out that is a file; the folder for worker logs (None with -v: they stay on the terminal)."""
+    import tempfile
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    from pltd.pipeline import storage
+    from pltd.pipeline.layout import RunLayout
+
+    fs, path = storage.fs_path(out)
+    if fs.isfile(path):
+        _fail(f"--out {out}: is a file; name a run directory (new, or one a build wrote)")
+    if _verbosity["level"] > 0:
+        return None
+    if isinstance(fs, LocalFileSystem):
+        return storage.fs_path(RunLayout(out).logs)[1]
+    return str(Path(tempfile.gettempdir()) / "pltd-logs")  # the run is on an object store: logs stay local
+
+
 @app.command()
 def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `pltd build`.")]) -> None:
     """Print a run's counts, stage statistics and reconciliation."""
     from pltd.pipeline import storage
     from pltd.pipeline.layout import RunLayout
     from pltd.pipeline.reconcile import print_reconciliation
+    from pltd.pipeline.text import counts_text, numbers_text
 
     layout = RunLayout(run)
     try:
@@ -102,18 +162,25 @@ def inspect(run: Annotated[str, typer.Argument(help="Run directory written by `p
     for name, p in info["plans"].items():
         console.print(f"source [bold]{name}[/] ({p['format']}, {p['root']}): {p['images']} images")
     for stage in info["stages_run"]:
+        try:
+            s = storage.read_json(layout.stats(stage))
+        except FileNotFoundError:  # a run built before global stages wrote their stats
+            s = {}
+        wall = f"{s['wall_seconds']:.1f} s wall" if "wall_seconds" in s else "time not recorded"
         if stage == "identities":
             r = info["identities"]
             console.print(
                 f"stage [bold]identities[/]: {r['identities_in']} identities in → {r['identities_out']} after merging; "
                 f"{r['duplicate_pairs_pass1']} duplicate pairs between datasets, "
-                f"{r['duplicate_pairs_pass2_300w_lp']} with 300W-LP; thresholds {r['thresholds']}"
+                f"{r['duplicate_pairs_pass2_300w_lp']} with 300W-LP; thresholds {numbers_text(r['thresholds'])}; "
+                f"{wall}",
+                highlight=False,
             )
             continue
-        s = storage.read_json(layout.stats(stage))
         console.print(
-            f"stage [bold]{stage}[/]: {s['rows_in']} in → {s['rows_out']} out, rejected {s['rejected'] or 0}, "
-            f"{s['partitions']} partitions, {s['task_seconds']:.1f} task-s, {s['wall_seconds']:.1f} s wall"
+            f"stage [bold]{stage}[/]: {s['rows_in']} in → {s['rows_out']} out, rejected {counts_text(s['rejected'])}, "
+            f"{s['partitions']} partitions, {s['task_seconds']:.1f} task-s, {wall}",
+            highlight=False,
         )
     print_reconciliation(storage.read_json(layout.reconciliation), console)
     if info.get("pltd"):
@@ -248,7 +315,6 @@ def calibrate(
         best_threshold,
         load_bin,
         load_pairs_txt,
-        pair_similarities,
         whole_image_landmarker,
     )
     from pltd.stages.identities.networks import create_network
@@ -263,7 +329,10 @@ def calibrate(
         net = create_network(network, checkpoint)
     except (UnsafePickle, ValueError, FileNotFoundError, KeyError) as exc:
         _fail(str(exc))
-    t, acc = best_threshold(pair_similarities(bins, net, whole_image_landmarker()), same)
+    from pltd.pipeline.progress import bar, pair_cosines
+
+    with bar(f"embedding {len(same):,} pairs ({network})", len(same), bars) as advance:
+        t, acc = best_threshold(pair_cosines(bins, net, whole_image_landmarker(), advance), same)
     result = {"pairs": str(pairs), "n_pairs": len(same), "network": network, "checkpoint": checkpoint,
               "threshold": t, "accuracy": acc}  # fmt: skip
     console.print(f"{network}: threshold {t:.4f} → accuracy {acc:.4f} on {len(same)} pairs")
@@ -282,12 +351,14 @@ def train(
 ) -> None:
     """Train a network of the paper on a PLTD (single process, or under torchrun for DDP)."""
     from pltd.trainer.config import load_config
-    from pltd.trainer.loop import train as run
 
     try:
         cfg = load_config(preset, set_)
     except ValueError as exc:
         _fail(str(exc))
+    _check_data(data)
+    from pltd.trainer.loop import train as run  # torch: imported once the flags are known to be right
+
     if resume and not (out / "checkpoint.pt").is_file():
         _fail(f"--resume: {out / 'checkpoint.pt'} not found")
     import shlex
@@ -295,6 +366,7 @@ def train(
     again = ["pltd", "train", "--preset", preset, "--data", str(data), "--out", str(out), "--resume"]
     again += ["--max-steps", str(max_steps)] if max_steps is not None else []
     again += [a for s in set_ for a in ("--set", s)]
+    console.print(f"logs: {out}/log_rank0.csv and TensorBoard (tensorboard --logdir {out}/tb)", highlight=False)
     try:
         result = run(cfg, str(data), str(out), max_steps=max_steps, resume=resume)
     except (FileNotFoundError, ValueError) as exc:
@@ -308,6 +380,16 @@ def train(
     console.print(f"trained {result['step']} steps ({result['epoch']} epochs done); last losses: {last}")
     ts = f" and {out}/model.torchscript.pt" if cfg.export_torchscript else ""
     console.print(f"{out}/model.pt (pltd checkpoint){ts}; training state {out}/checkpoint.pt; logs {out}/log_rank0.csv")
+
+
+def _check_data(data: Path) -> None:
+    """--data names a PLTD folder; a run directory gets the path of its PLTD suggested."""
+    if not data.exists():
+        _fail(f"--data {data}: no such directory")
+    if data.is_dir() and not any(data.glob("part-*.parquet")):
+        inside = data / "pltd"
+        hint = f"; {data} is a run directory: use --data {inside}" if any(inside.glob("part-*.parquet")) else ""
+        _fail(f"--data {data}: no PLTD shards (part-*.parquet) here{hint}")
 
 
 eval_app = typer.Typer(help="The paper's evaluation protocols (reports: JSON, Markdown, PNG).", no_args_is_help=True)
@@ -332,11 +414,12 @@ def eval_verification(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
     """10-fold verification accuracy (LFW, CFP-FP, AgeDB-30), insightface's protocol."""
+    from pltd.pipeline.progress import EmbeddingProgress
     from pltd.trainer.evaluation.model import EvalModel
     from pltd.trainer.evaluation.protocols import verification
 
     _report("verification", str(model), ", ".join(map(str, pairs)), out,
-            lambda: verification(EvalModel(model), [str(p) for p in pairs]))  # fmt: skip
+            lambda: verification(EmbeddingProgress(EvalModel(model), bars), [str(p) for p in pairs]))  # fmt: skip
 
 
 @eval_app.command("ijbc")

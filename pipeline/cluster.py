@@ -1,4 +1,8 @@
-"""Cluster profiles (`dask_cluster.yaml`) → a connected `distributed.Client`.
+"""Cluster profiles → a connected `distributed.Client`.
+
+The profiles ship inside the package (`pipeline/profiles/dask_cluster.yaml`, so a wheel install has
+them); `--cluster-file FILE` or `$PLTD_CLUSTER_FILE` names another file. No file is looked up in the
+working directory: which profiles a build uses never depends on where it was started.
 
 `local` and `scheduler` run anywhere; `slurm` and `kubernetes` build their cluster objects from the
 same file through dask-jobqueue / dask-kubernetes, imported only when used.
@@ -8,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import dask
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pltd.pipeline.config import PROJECT_ROOT, ManifestError, interpolate
+from pltd.pipeline.config import ManifestError, interpolate
 from pltd.validation import error_lines
 
 
@@ -137,21 +144,27 @@ class ClusterFile(_Profile):
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
-def default_cluster_file() -> Path:
-    here = Path.cwd() / "dask_cluster.yaml"
-    return here if here.exists() else PROJECT_ROOT / "dask_cluster.yaml"
+SHIPPED_CLUSTER_FILE = Path(__file__).resolve().parent / "profiles" / "dask_cluster.yaml"
+
+
+def default_cluster_file(env: dict[str, str] | None = None) -> Path:
+    """`$PLTD_CLUSTER_FILE` if set, else the profiles shipped with pltd."""
+    named = (os.environ if env is None else env).get("PLTD_CLUSTER_FILE")
+    return Path(named) if named else SHIPPED_CLUSTER_FILE
 
 
 def load_profile(name: str | None, path: str | Path | None = None, env: dict[str, str] | None = None):
     """The profile `name` (or the file's default); a `tcp://…` name is an existing scheduler."""
     if name and "://" in name:
         return SchedulerProfile(kind="scheduler", address=name)
-    path = Path(path) if path else default_cluster_file()
+    env = dict(os.environ) if env is None else env
+    path = Path(path) if path else default_cluster_file(env)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ManifestError(f"{path}: cluster profile file not found") from None
-    env = dict(os.environ) if env is None else env
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
     try:
         cf = ClusterFile.model_validate(_blank_to_none(interpolate(raw, "", env)))
     except ValidationError as exc:
@@ -274,10 +287,50 @@ def make_kubernetes_cluster(p: KubernetesProfile):
     return KubeCluster(custom_cluster_spec=kubernetes_spec(p), namespace=p.namespace)
 
 
+def reachable(profile, timeout: float = 5.0) -> None:
+    """A `scheduler` profile's address answers a TCP connection, or ClusterError (in seconds, not 30)."""
+    if profile.kind != "scheduler" or not profile.address.startswith(("tcp://", "tls://")):
+        return
+    where = urlsplit(profile.address)
+    try:
+        port = where.port
+    except ValueError:
+        port = None
+    if not where.hostname or port is None:
+        raise ClusterError(f"--cluster {profile.address}: expected tcp://HOST:PORT")
+    try:
+        socket.create_connection((where.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ClusterError(
+            f"no Dask scheduler answers at {profile.address} ({why}); start one with `dask scheduler` "
+            "and workers with `dask worker ADDRESS`, or leave out --cluster for a local cluster"
+        ) from None
+
+
+def dashboard_link(client, timeout: float = 2.0) -> str | None:
+    """The dashboard's URL if the scheduler serves one that answers (bokeh installed there), else None."""
+    if not (client.scheduler_info().get("services") or {}).get("dashboard"):
+        return None
+    link = client.dashboard_link
+    try:
+        with urllib.request.urlopen(link, timeout=timeout) as r:
+            page = r.read(2048)
+    except OSError:
+        return None
+    return None if b"needs bokeh" in page else link
+
+
 @contextlib.contextmanager
-def connect(profile) -> Iterator[Any]:
-    """A Client for `profile`; clusters this process started are closed on exit."""
+def connect(profile, worker_logs: str | None = None) -> Iterator[Any]:
+    """A Client for `profile`; clusters this process started are closed on exit, quietly.
+
+    `worker_logs`: on a local cluster, a folder that receives each worker process's stderr
+    (`worker_logs.py`; elsewhere the workers' stderr is not this terminal anyway), and distributed's
+    shutdown warnings are silenced; None (`pltd -v`) shows everything."""
     from distributed import Client
+
+    from pltd.pipeline.worker_logs import quiet_close, send_stderr_to
 
     makers = {"local": make_local_cluster, "slurm": make_slurm_cluster, "kubernetes": make_kubernetes_cluster}
     if profile.kind == "scheduler":
@@ -293,5 +346,11 @@ def connect(profile) -> Iterator[Any]:
             yield client
         return
     security = profile.security() if profile.kind != "local" else None
-    with makers[profile.kind](profile) as cluster, Client(cluster, security=security) as client:
-        yield client
+    with quiet_close() as silence, makers[profile.kind](profile) as cluster, Client(cluster, security=security) as c:
+        if worker_logs and profile.kind == "local":
+            send_stderr_to(c, worker_logs)
+        try:
+            yield c
+        finally:
+            if worker_logs:  # quiet mode: the client, then the cluster, close without shutdown warnings
+                silence()

@@ -22,13 +22,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.spatial import Delaunay
 
 from pltd.pose import rotation
 
 
 def vertex_normals(points: np.ndarray) -> np.ndarray:
     """(N, 3) points (x right, y up, z toward the camera) → (N, 3) unit normals toward the camera side."""
+    from scipy.spatial import Delaunay  # ~1 s to import: on first use, not when a manifest is validated
+
     p = np.asarray(points, float)
     tri = Delaunay(p[:, :2]).simplices
     face = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])  # length = 2 × area
