@@ -86,8 +86,8 @@ class IdentitiesConfig(Strict):
     far: float = Field(1e-9, gt=0, lt=1)  # target false-accept rate (README: expected false merges)
     k: int = Field(8, ge=1)  # neighbours per query; re-asked with 4·k while all k are above the threshold
     exact_index_max: int = Field(200_000, ge=1)  # above: IVF index
-    nlist: int | None = Field(None, ge=1)  # IVF lists; None: 4·sqrt(indexed identities)
-    nprobe: int = Field(32, ge=1)  # IVF lists searched per query
+    nlist: int | None = Field(None, ge=1)  # IVF lists; None: sqrt(indexed identities)
+    nprobe: int = Field(16, ge=1)  # IVF lists searched per query
     gpu: bool = True  # faiss-gpu fp16 brute force (fp32 re-scoring) when faiss sees a GPU
 
     @model_validator(mode="after")

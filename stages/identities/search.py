@@ -14,7 +14,7 @@ same call on IVF and on faiss-gpu.
 
 Indexes:
 - up to `exact_index_max` base rows: `IndexFlatIP`, exact;
-- above: `IndexIVFFlat` with `nlist` lists (default 4·sqrt(n)), `nprobe` of them scanned per query;
+- above: `IndexIVFFlat` with `nlist` lists (default sqrt(n)), `nprobe` of them scanned per query;
 - `gpu` and a faiss with GPUs: `GpuIndexFlatIP` storing fp16 (half the memory, tensor cores);
   its scores are off by at most ~1e-3 for unit vectors (2·2^-11 per product, summed over |q_i x_i|
   ≤ 1), so candidates are kept down to threshold − `FP16_MARGIN` and re-scored in fp32 against
@@ -35,8 +35,8 @@ FP16_MARGIN = 2e-3  # twice the worst-case fp16 storage error of a unit-vector i
 class SearchSettings:
     k: int = 8  # neighbours asked first; queries with k above the threshold are asked again with 4·k
     exact_index_max: int = 200_000  # up to this many base rows: exact flat index; above: IVF-Flat
-    nlist: int | None = None  # IVF lists; None: 4·sqrt(n)
-    nprobe: int = 32  # IVF lists scanned per query
+    nlist: int | None = None  # IVF lists; None: sqrt(n) (k-means training grows with nlist²)
+    nprobe: int = 16  # IVF lists scanned per query (benchmarks/dedup.py: recall 1.0 from 8 at 1 M)
     gpu: bool = True  # faiss-gpu brute force (fp16, fp32 re-scoring) when faiss has a GPU
     fp16_cpu: bool = False  # the fp16 path on the CPU (tests of its re-scoring)
     query_batch: int = 16_384
@@ -79,7 +79,7 @@ class _Index:
             self.index = faiss.IndexFlatIP(d)
             self.index.add(xb)
         else:
-            nlist = s.nlist or int(4 * np.sqrt(n))
+            nlist = s.nlist or int(np.sqrt(n))
             self.kind = f"IVFFlat nlist {nlist} nprobe {s.nprobe}"
             self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
