@@ -158,6 +158,32 @@ def read_jsons(urls: list[str]) -> list[Any]:
     return [json.loads(blobs[p]) for p in paths]
 
 
+FOOTER_TAIL = 1 << 16  # bytes read from each file's end: a footer of a few row groups fits
+
+
+def footers(urls: list[str]) -> list[pq.FileMetaData]:
+    """The Parquet footers of many files in batched range requests (`cat_ranges`, concurrent on object
+    stores): each file's last FOOTER_TAIL bytes, then the whole footer of the few that are longer."""
+    if not urls:
+        return []
+    fs, _ = fs_path(urls[0])
+    paths = [fs_path(u)[1] for u in urls]
+    tails = fs.cat_ranges(paths, [-FOOTER_TAIL] * len(paths), [None] * len(paths))
+    longer = [i for i, t in enumerate(tails) if _footer_length(t, urls[i]) + 8 > len(t)]
+    if longer:
+        starts = [-(_footer_length(tails[i], urls[i]) + 8) for i in longer]
+        fulls = fs.cat_ranges([paths[i] for i in longer], starts, [None] * len(longer))
+        for i, full in zip(longer, fulls, strict=True):
+            tails[i] = full
+    return [pq.read_metadata(pa.BufferReader(t)) for t in tails]
+
+
+def _footer_length(tail: bytes, url: str) -> int:
+    if len(tail) < 12 or tail[-4:] != b"PAR1":
+        raise OSError(f"{url}: not a Parquet file (no PAR1 footer)")
+    return int.from_bytes(tail[-8:-4], "little")
+
+
 def _url_of(fs: fsspec.AbstractFileSystem, url: str, path: str) -> str:
     """A path `fs` returned, in the form `url` was given (local path, or protocol://)."""
     return fs.unstrip_protocol(path) if "://" in url else path

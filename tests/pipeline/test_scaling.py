@@ -7,12 +7,13 @@ Planning runs on a real LocalCluster (worker processes) as `pltd build` does.
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pltd.pipeline import plan as plan_module
 from pltd.pipeline import storage
-from pltd.pipeline.layout import RunLayout
+from pltd.pipeline.layout import RunLayout, part_files, part_rows
 from pltd.pipeline.plan import make_plan, read_partition, runs_of
 from pltd.stages.readers import folders, insightface_rec
 from pltd.stages.readers.base import IMAGE_EXTENSIONS, PlanStats, Source, get_reader, tree_entries
@@ -132,3 +133,18 @@ def test_idx_keys_out_of_order_are_planned_in_file_order(tmp_path):
     src = Source("r", "insightface_rec", str(tmp_path), get_reader("insightface_rec").Options())
     items = [r["item"] for r in get_reader("insightface_rec").plan_items(src, PlanStats())]
     assert items == ["3", "1", "2"]
+
+
+@pytest.mark.parametrize("tail", [64, storage.FOOTER_TAIL])  # 64: every footer needs its second, exact request
+def test_footers_are_read_in_batches(tmp_path, monkeypatch, tail):
+    monkeypatch.setattr(storage, "FOOTER_TAIL", tail)
+    schema = pa.schema([("a", pa.int64())])
+    for i, n in enumerate([5, 20_000, 0]):
+        storage.write_parquet(
+            str(tmp_path / "s" / f"part-{i:05d}.parquet"), pa.table({"a": range(n)}, schema), row_group_rows=100
+        )
+    assert part_rows(str(tmp_path / "s")) == 20_005
+    assert [m.num_row_groups for m in storage.footers(part_files(str(tmp_path / "s")))] == [1, 200, 1]
+    (tmp_path / "s" / "part-00009.parquet").write_bytes(b"cut")
+    with pytest.raises(OSError, match="part-00009.parquet: not a Parquet file"):
+        part_rows(str(tmp_path / "s"))
