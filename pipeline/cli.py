@@ -392,7 +392,10 @@ def _check_data(data: Path) -> None:
         _fail(f"--data {data}: no PLTD shards (part-*.parquet) here{hint}")
 
 
-eval_app = typer.Typer(help="The paper's evaluation protocols (reports: JSON, Markdown, PNG).", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="The paper's evaluation protocols (reports: JSON and Markdown; aflw2000 also a CED plot).",
+    no_args_is_help=True,
+)
 app.add_typer(eval_app, name="eval")
 
 

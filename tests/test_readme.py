@@ -65,3 +65,52 @@ def test_commands_named_in_the_readme_exist():
                 named.add(m.group(1) if f"{m.group(1)} {m.group(2)}" not in known else f"{m.group(1)} {m.group(2)}")
     assert named, "the README names no pltd command"
     assert sorted(n for n in named if n.split()[0] not in known) == []
+
+
+def _options_of(path: str) -> set[str]:
+    """Every option string of `pltd PATH` (e.g. 'build', 'eval ijbc') and of the group itself."""
+    from typer.main import get_command
+
+    from pltd.pipeline.cli import app
+
+    cmd = group = get_command(app)
+    for part in path.split():
+        cmd = cmd.commands[part]
+    opts = {"--help"}
+    for c in (group, cmd):
+        for p in c.params:
+            opts |= set(getattr(p, "opts", [])) | set(getattr(p, "secondary_opts", []))
+    return opts
+
+
+def test_flags_named_in_the_readme_exist():
+    """Each `--flag` on a README line that runs `pltd CMD` (and its indented continuation lines) is an
+    option of that command or of `pltd` itself (`-v`, `-q`, `--version`)."""
+    known = _commands()
+    missing = []
+    for lang, body in BLOCK.findall(README.read_text()):
+        if lang not in ("", "bash", "sh", "console"):
+            continue
+        command = None
+        for line in body.splitlines():
+            m = re.match(r"\s*(?:\S*/)?pltd\s+(?:-[vq]\s+)?([a-z][a-z0-9-]*)(?:\s+([a-z][a-z0-9-]*))?", line)
+            if m:
+                two = f"{m.group(1)} {m.group(2)}"
+                command = two if two in known else m.group(1) if m.group(1) in known else None
+            elif not line.startswith((" ", "\t")):
+                command = None
+            if command is None:
+                continue
+            code = line.split("#", 1)[0]
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[vq])\b", code):
+                if flag not in _options_of(command):
+                    missing.append(f"pltd {command} {flag}")
+    assert missing == []
+
+
+def test_readme_stands_alone():
+    """No link to a document outside the repository (the README is read without the workspace around
+    it; it once sent readers to ../shared/ARCHITECTURE.md)."""
+    text = README.read_text()
+    assert re.findall(r"\.\./[\w./-]+\.md\b", text) == []
+    assert re.findall(r"\]\(\.\./", text) == []
