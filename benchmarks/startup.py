@@ -64,10 +64,10 @@ def main() -> None:
         results: dict[str, list[float]] = {}
         for label, site in (("before", a.before), ("after", None)) if a.before else (("now", None),):
             print(f"{label}:")
+            dead = f"tcp://127.0.0.1:{_free_port()}"
             for name, args, run in (
                 ("manifest with a typo", ["build", str(bad), "--out", f"{tmp}/r1"], Path(tmp) / "r1"),
-                ("dead scheduler", ["build", str(good), "--out", f"{tmp}/r2", "--cluster",
-                                    f"tcp://127.0.0.1:{_free_port()}"], Path(tmp) / "r2"),  # fmt: skip
+                ("dead scheduler", ["build", str(good), "--out", f"{tmp}/r2", "--cluster", dead], Path(tmp) / "r2"),
             ):
                 results.setdefault(name, []).append(measure(name, args, site, tmp, a.runs, run))
                 subprocess.run(["rm", "-rf", str(run)])
