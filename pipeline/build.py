@@ -135,7 +135,7 @@ def plan(ctx: BuildContext) -> None:
     """Fix every image's partition (or reuse the run's plans)."""
     may_be_empty = {s.name for s in ctx.manifest.sources if s.allow_empty}
     for s in ctx.sources:
-        p = ctx.plans[s.name] = make_plan(ctx.run, s, ctx.manifest.ingest.rows_per_partition)
+        p = ctx.plans[s.name] = make_plan(ctx.run, s, ctx.manifest.ingest.rows_per_partition, ctx.client)
         ignored = ", ".join(f"{k}={v}" for k, v in p["ignored"].items())
         if not p["images"] and s.name not in may_be_empty:
             raise StartupError(_empty(s, ignored))
@@ -215,7 +215,6 @@ def build(
         raise StartupError(str(exc)) from None
     try:
         prepare(ctx, manifest_path, force)
-        plan(ctx)
         per_image = [s.name for s in stages if s.kind == "partition"]
         dataset = None
         with connect(profile, worker_logs) as client:
@@ -225,10 +224,12 @@ def build(
             link = dashboard_link(client)
             shown = f"[link]{link}[/link]" if link else "none (`pip install bokeh` where the scheduler runs)"
             console.print(
-                f"Dask dashboard: {shown}  ({len(workers)} workers, {ctx.gpu_workers} with a GPU)"
+                f"Dask dashboard: {shown}  ({len(workers)} workers, {ctx.gpu_workers} with a GPU"
+                + (f": GPU stages run on those, the others on all {len(workers)})" if ctx.gpu_workers else ")")
             )
             if worker_logs and profile.kind == "local":
                 console.print(f"worker logs (MediaPipe, TFLite, Dask): {worker_logs}/  (`pltd -v build` shows them)")
+            plan(ctx)  # folder trees are listed on the workers
             for stage in stages:
                 stage.before(ctx)
                 if stage.kind == "global":

@@ -184,6 +184,7 @@ def _blank_to_none(v: Any) -> Any:
 
 
 def gpu_count() -> int:
+    """GPUs this machine's workers may use (tests replace this function to inject a count)."""
     try:
         import torch
 
@@ -192,25 +193,43 @@ def gpu_count() -> int:
         return 0
 
 
+def gpu_devices(gpus: int, env: dict[str, str] | None = None) -> list[str]:
+    """The CUDA device each GPU worker sees: the i-th of an inherited `CUDA_VISIBLE_DEVICES`, else i."""
+    visible = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
+    names = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
+    return names[:gpus]
+
+
 def make_local_cluster(p: LocalProfile):
+    """A LocalCluster whose first min(GPUs, workers) workers hold the `GPU` resource, one device each.
+
+    GPU stages ask for resources={"GPU": 1}, so they run on those workers only, each pinned to its own
+    device by `CUDA_VISIBLE_DEVICES`; the other workers see no GPU (an empty `CUDA_VISIBLE_DEVICES`),
+    so no stage opens a CUDA context there. Stages without the resource run on every worker."""
     from distributed import LocalCluster
 
     n = p.n_workers or os.cpu_count() or 1
-    gpus = gpu_count()
-    # GPU stages ask for resources={"GPU": 1}; give that to as many workers as there are GPUs.
-    kwargs: dict[str, Any] = {}
-    if gpus:
-        kwargs["resources"] = {"GPU": 1}
+    devices = gpu_devices(min(gpu_count(), n))
     with dask.config.set(WORKER_CONFIG):  # the nannies hand this config to their workers
-        return LocalCluster(
-            n_workers=n,
+        cluster = LocalCluster(
+            n_workers=0 if devices else n,  # with GPUs, every worker's spec is set below before it starts
             threads_per_worker=p.threads_per_worker,
             processes=True,
             memory_limit=p.memory_limit,
             host="127.0.0.1",  # scheduler, nannies and workers: loopback only
             dashboard_address=p.dashboard_address,
-            **kwargs,
         )
+        if devices:
+            cls, options = cluster.new_spec["cls"], cluster.new_spec["options"]
+            for i in range(n):
+                gpu = i < len(devices)
+                env = {**options.get("env", {}), "CUDA_VISIBLE_DEVICES": devices[i] if gpu else ""}
+                extra = {"resources": {"GPU": 1}} if gpu else {}
+                spec = {"cls": cls, "options": {**options, "env": env, **extra}}
+                cluster.worker_spec[f"gpu-{i}" if gpu else i] = spec
+            cluster.scale(n)  # starts the workers of those specs
+            cluster.wait_for_workers(n)
+    return cluster
 
 
 def make_slurm_cluster(p: SlurmProfile):
