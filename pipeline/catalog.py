@@ -120,14 +120,17 @@ class Embeddings(Stage):
         return manifest.identities is not None
 
     def settings(self, manifest: Manifest) -> EmbedSettings:
-        return EmbedSettings(tuple(manifest.identities.networks), tuple(manifest.identities.checkpoints))
+        ident = manifest.identities
+        return EmbedSettings(tuple(ident.networks), tuple(ident.checkpoints), tuple(ident.architectures),
+                             tuple(ident.onnx))  # fmt: skip
 
     def wants_gpu(self, manifest: Manifest) -> bool:
-        return any(n != "dlib" for n in manifest.identities.networks)
+        return any(n not in ("dlib", "onnx") for n in manifest.identities.networks)  # onnx: as the landmark roles
 
     def packages(self, manifest: Manifest) -> set[str]:
         nets = set(manifest.identities.networks)
-        return ({"dlib"} & nets) | ({"torch"} if nets - {"dlib"} else set()) | ({"facenet_pytorch"} & nets)
+        need = ({"dlib"} & nets) | ({"torch"} if nets - {"dlib", "onnx"} else set()) | ({"facenet_pytorch"} & nets)
+        return need | ({"onnxruntime", "onnx"} if "onnx" in nets else set())
 
     def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
         ident = manifest.identities

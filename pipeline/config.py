@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pltd.stages.assemble import AssembleSettings
+from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.readers.base import get_reader, known_formats
 from pltd.stages.readers.rows import IngestSettings
@@ -74,10 +75,17 @@ class SourceConfig(Strict):
 class IdentitiesConfig(Strict):
     """Algorithm 2 settings: two face-recognition networks, their thresholds, the FAISS search."""
 
-    networks: list[Literal["dlib", "checkpoint", "facenet"]] = Field(
+    networks: list[Literal["dlib", "checkpoint", "insightface", "onnx", "facenet"]] = Field(
         default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2
     )
     checkpoints: list[str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
+    # insightface backbone.pth: the IResNet it holds, per network (stages/identities/networks.py)
+    architectures: list[Literal["iresnet18", "iresnet34", "iresnet50", "iresnet100"] | None] = Field(
+        default_factory=lambda: [None, None], min_length=2, max_length=2
+    )
+    # onnx: an adapter per network, or a preset's name (insightface, insightface_mxnet, pltd_embedding);
+    # null: insightface's preset chosen from the graph as insightface does
+    onnx: list[OnnxAdapter | str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
     thresholds: list[float] | None = Field(None, min_length=2, max_length=2)  # cosine; else calibrated
     calibration_pairs: str | None = None  # insightface .bin, or LFW pairs.txt with calibration_images
     calibration_images: str | None = None
@@ -89,6 +97,36 @@ class IdentitiesConfig(Strict):
     nlist: int | None = Field(None, ge=1)  # IVF lists; None: sqrt(indexed identities)
     nprobe: int = Field(16, ge=1)  # IVF lists searched per query
     gpu: bool = True  # faiss-gpu fp16 brute force (fp32 re-scoring) when faiss sees a GPU
+
+    @field_validator("onnx")
+    @classmethod
+    def _onnx_presets(cls, v: list) -> list:
+        """Preset names become their adapters; every adapter must decode an embedding."""
+        out = []
+        for k, a in enumerate(v):
+            if isinstance(a, str):
+                names = [n for n, p in PRESETS.items() if p.decoding == "embedding"]
+                if a not in names:
+                    raise ValueError(f"onnx.{k}: unknown preset {a!r}; recognition presets: {', '.join(names)}")
+                a = PRESETS[a]
+            if a is not None and a.decoding != "embedding":
+                raise ValueError(f"onnx.{k}: decoding {a.decoding!r}, a recognition model needs 'embedding'")
+            if a is not None and a.path is not None:
+                raise ValueError(f"onnx.{k}.path: name the model file in identities.checkpoints.{k} instead")
+            out.append(a)
+        return out
+
+    @model_validator(mode="after")
+    def _architectures_given(self) -> IdentitiesConfig:
+        for k, (net, arch) in enumerate(zip(self.networks, self.architectures, strict=True)):
+            if net == "insightface" and arch is None:
+                raise ValueError(f"architectures.{k}: required with network insightface (iresnet18/34/50/100)")
+        return self
+
+    def network_options(self, k: int) -> dict:
+        """Network k's backend options beyond its name and weights file (`create_network`'s kw)."""
+        opts = {"architecture": self.architectures[k], "adapter": self.onnx[k]}
+        return {key: v for key, v in opts.items() if v is not None}
 
     @model_validator(mode="after")
     def _thresholds_or_pairs(self) -> IdentitiesConfig:

@@ -58,7 +58,8 @@ def weights_file(name: str, checkpoint: str | None) -> str:
 
 def network_keys(cfg: IdentitiesConfig) -> list[str]:
     """One identity per configured network: its name and its weights file's hash."""
-    return [f"{n}:{_sha256_file(weights_file(n, c))}" for n, c in zip(cfg.networks, cfg.checkpoints, strict=True)]
+    keys = [f"{n}:{_sha256_file(weights_file(n, c))}" for n, c in zip(cfg.networks, cfg.checkpoints, strict=True)]
+    return [key + (f":{cfg.network_options(k)!r}" if cfg.network_options(k) else "") for k, key in enumerate(keys)]
 
 
 def one_network(cfg: IdentitiesConfig) -> bool:
@@ -81,12 +82,12 @@ def _pairs_hash(bins: list[bytes], same: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _chunk_cosines(bins: list[bytes], name: str, checkpoint: str | None) -> np.ndarray:
+def _chunk_cosines(bins: list[bytes], name: str, checkpoint: str | None, options: dict) -> np.ndarray:
     """On a worker: the cosines of consecutive pairs (images 2k, 2k+1)."""
     from pltd.stages.identities.calibrate import pair_similarities, whole_image_landmarker
-    from pltd.stages.identities.networks import create_network
+    from pltd.stages.identities.networks import cached_network
 
-    net = worker_cache.cached(("fr", name, checkpoint), lambda: create_network(name, checkpoint))
+    net = cached_network(name, checkpoint, **options)
     landmarker = worker_cache.cached(("calibration_landmarker",), whole_image_landmarker)
     return pair_similarities(bins, net, landmarker)
 
@@ -99,23 +100,26 @@ def pair_cosines(client, cfg: IdentitiesConfig, console: Console) -> tuple[list[
     cosines: dict[str, np.ndarray] = {}
     status: dict[str, str] = {}
     todo = []
-    for key, name, ckpt in zip(keys, cfg.networks, cfg.checkpoints, strict=True):
+    for k, (key, name, ckpt) in enumerate(zip(keys, cfg.networks, cfg.checkpoints, strict=True)):
         if key in cosines or key in status:
             continue
         file = cache_dir() / (hashlib.sha256(f"{key}|{pairs}|{VERSION}".encode()).hexdigest() + ".npz")
         if file.is_file():
             cosines[key], status[key] = np.load(file)["cosines"], "cache hit"
         else:
-            todo.append((key, name, ckpt, file))
+            todo.append((key, name, ckpt, cfg.network_options(k), file))
             status[key] = "embedded"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     n_pairs = len(same)
-    for key, name, ckpt, file in todo:
+    for key, name, ckpt, options, file in todo:
         from distributed import as_completed
 
         starts = list(range(0, n_pairs, CHUNK_PAIRS))
         chunk = 2 * CHUNK_PAIRS
-        futs = {client.submit(_chunk_cosines, bins[2 * a : 2 * a + chunk], name, ckpt, pure=False): a for a in starts}
+        futs = {
+            client.submit(_chunk_cosines, bins[2 * a : 2 * a + chunk], name, ckpt, options, pure=False): a
+            for a in starts
+        }
         out = np.zeros(n_pairs, np.float32)
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task(f"calibration: {name} embeds {n_pairs} pairs", total=n_pairs)

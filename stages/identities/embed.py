@@ -11,11 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pltd import worker_cache
 from pltd.schemas import EMBEDDINGS, REJECTED
 from pltd.stages.fetch import Fetcher
 from pltd.stages.identities.centroids import vectors
-from pltd.stages.identities.networks import create_network
+from pltd.stages.identities.networks import cached_network
 from pltd.stages.images import ImageProblem, decode_rgb
 from pltd.stages.problems import reason_of, rejected_row
 
@@ -26,6 +25,8 @@ STAGE = "embeddings"
 class EmbedSettings:
     networks: tuple[str, str] = ("dlib", "dlib")
     checkpoints: tuple[str | None, str | None] = (None, None)
+    architectures: tuple[str | None, str | None] = (None, None)  # insightface: iresnet18 … iresnet100
+    onnx: tuple = (None, None)  # onnx: an OnnxAdapter each (None: insightface's preset)
     batch_images: int = 64
 
 
@@ -39,10 +40,8 @@ def identity_of(row: dict) -> str:
 
 
 def networks_for(s: EmbedSettings):
-    return [
-        worker_cache.cached(("fr", name, ckpt), lambda name=name, ckpt=ckpt: create_network(name, ckpt))
-        for name, ckpt in zip(s.networks, s.checkpoints, strict=True)
-    ]
+    specs = zip(s.networks, s.checkpoints, s.architectures, s.onnx, strict=True)
+    return [cached_network(name, ckpt, arch, adapter) for name, ckpt, arch, adapter in specs]
 
 
 def embed_partition(ingest: pa.Table, landmarks: pa.Table, s: EmbedSettings) -> tuple[pa.Table, pa.Table]:

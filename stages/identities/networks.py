@@ -3,7 +3,14 @@
 - `dlib`: dlib's ResNet face descriptor (128-d, ships in face-recognition-models), aligned by
   dlib's own chip extraction from the 68 landmarks;
 - `checkpoint`: a network of our trainer (task `face_recognition`, 512-d), on ArcFace-aligned
-  112x112 crops — net_VGG and net_MS of the paper;
+  112x112 crops — net_VGG and net_MS of the paper trained by `pltd train --preset fr`;
+- `insightface`: an arcface_torch `backbone.pth` (a bare IResNet18–100 state_dict, e.g. MS1MV3's
+  `ms1mv3_arcface_r50_fp16/backbone.pth`) loaded strictly into pltd's IResNet of the architecture
+  the manifest names (`identities.architectures`), on the same ArcFace crops;
+- `onnx`: an ONNX recognition model run by onnxruntime through an adapter
+  (`stages/landmarks/onnx_backend.py`; default: insightface's recognition preset, as insightface's
+  `ArcFaceONNX` reads its graphs) on ArcFace crops of the adapter's size — insightface's packs
+  (`w600k_r50.onnx`) and `pltd train`'s `model.embedding.onnx`;
 - `facenet`: facenet-pytorch's InceptionResnetV1 (512-d) with weights from a local file, on
   160x160 crops (the package's own MTCNN convention, margin 0). facenet-pytorch's package imports
   torchvision, whose PyPI builds do not load beside the CPU torch; its model module alone does not
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pltd import worker_cache
 from pltd.registry import Registry
 from pltd.stages.identities.align import arcface_crop
 from pltd.vectors import l2_normalize
@@ -28,7 +36,24 @@ register = NETWORKS.register
 
 
 def create_network(name: str, checkpoint: str | None = None, **kw):
+    """kw: `architecture` (insightface), `adapter` (onnx: an OnnxAdapter, None = insightface's preset)."""
     return NETWORKS.create(name, checkpoint=checkpoint, **kw)
+
+
+def cached_network(name: str, checkpoint: str | None = None, architecture: str | None = None, adapter=None):
+    """The network built once per worker process (the embeddings stage and the calibration share it)."""
+    kw = {k: v for k, v in (("architecture", architecture), ("adapter", adapter)) if v is not None}
+    key = ("fr", name, checkpoint, architecture, repr(adapter))
+    return worker_cache.cached(key, lambda: create_network(name, checkpoint, **kw))
+
+
+def weights_path(checkpoint: str | None, backend: str, what: str) -> Path:
+    """The weights file of a backend, or an error naming the file and the manifest field."""
+    if not checkpoint or not Path(checkpoint).expanduser().is_file():
+        raise FileNotFoundError(
+            f"identities.checkpoints: {backend} weights file {checkpoint} not found ({what}, saved on this machine)"
+        )
+    return Path(checkpoint).expanduser()
 
 
 @register("dlib")
@@ -61,10 +86,27 @@ class DlibDescriptor:
 
 
 class TorchEmbedder:
-    """Batched torch inference on aligned crops, flip-free (the pipeline embeds each image once)."""
+    """Batched torch inference on aligned crops, flip-free (the pipeline embeds each image once).
+    Input x / 127.5 − 1 (pltd's trainer, and arcface_torch's Normalize(0.5, 0.5) on x / 255)."""
 
     size = 112
     batch_size = 128
+
+    def _normalise(self, x):
+        return x.div_(127.5).sub_(1.0)
+
+    def _forward(self, x):
+        out = self.model(x)
+        return out["embedding"] if isinstance(out, dict) else out  # pltd's IResNets return a dict
+
+    def _setup(self, model, device: str | None) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.eval().to(self.device)
+        with torch.inference_mode():
+            self.dim = int(self._forward(torch.zeros(1, 3, self.size, self.size, device=self.device)).shape[1])
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -72,29 +114,23 @@ class TorchEmbedder:
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(crops[i : i + self.batch_size]).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-                outs.append(self.model(x).float().cpu().numpy())
+                outs.append(self._forward(self._normalise(x.permute(0, 3, 1, 2).float())).float().cpu().numpy())
         return l2_normalize(np.concatenate(outs)) if outs else np.zeros((0, self.dim), np.float32)
+
+    def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
+        """ArcFace-aligned crops of `size` (the facenet backend crops otherwise)."""
+        crops = [arcface_crop(img, lm, self.size) for img, lm in zip(images, landmarks, strict=True)]
+        return self._run(np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8))
 
 
 @register("checkpoint")
 class CheckpointNetwork(TorchEmbedder):
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
-        import torch
-
         from pltd.checkpoints import load_model
 
-        self.torch = torch
-        self.model, ckpt = load_model(checkpoint, task="face_recognition", role="identities.checkpoints")
+        model, ckpt = load_model(checkpoint, task="face_recognition", role="identities.checkpoints")
         self.size = int(ckpt["input_size"])
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
-        with torch.inference_mode():
-            self.dim = int(self.model(torch.zeros(1, 3, self.size, self.size, device=self.device)).shape[1])
-
-    def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
-        crops = [arcface_crop(img, lm, self.size) for img, lm in zip(images, landmarks, strict=True)]
-        return self._run(np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8))
+        self._setup(model, device)
 
 
 def _facenet_module():
@@ -115,24 +151,132 @@ def _facenet_module():
     return importlib.import_module(name)
 
 
+INSIGHTFACE_ARCHITECTURES = ("iresnet18", "iresnet34", "iresnet50", "iresnet100")
+
+
+def load_state_dict_file(path: Path, backend: str) -> dict:
+    """A bare state_dict saved by torch (weights only: a file cannot run code); DDP's `module.`
+    prefix is dropped."""
+    import torch
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or unsafe files
+        raise ValueError(f"identities.checkpoints: {path} is not a loadable {backend} state_dict: {exc}") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        hint = " (a pltd checkpoint: use network `checkpoint`)" if isinstance(sd, dict) and "state_dict" in sd else ""
+        raise ValueError(f"identities.checkpoints: {path} is not a bare {backend} state_dict{hint}")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def _mismatch(model, sd: dict) -> str:
+    """What differs between a state_dict and a model: missing, unexpected and wrongly shaped keys."""
+    own = model.state_dict()
+    missing, extra = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    shapes = [f"{k}: file {tuple(sd[k].shape)}, network {tuple(v.shape)}" for k, v in own.items()
+              if k in sd and sd[k].shape != v.shape]  # fmt: skip
+    parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+             f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else "",
+             f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]  # fmt: skip
+    return "; ".join(q for q in parts if q)
+
+
+def iresnet_of(sd: dict) -> str | None:
+    """The IResNet whose blocks per stage the state_dict has (`layerI.J.` keys), if it is one."""
+    from pltd.networks.iresnet import LAYERS
+
+    blocks = [len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+    return next((f"iresnet{n}" for n, layers in LAYERS.items() if layers == blocks), None)
+
+
+@register("insightface")
+class InsightfaceBackbone(TorchEmbedder):
+    """arcface_torch's `backbone.pth`: pltd's IResNet has insightface's module names and shapes
+    (`pltd/networks/iresnet.py`), so the file loads strictly, every tensor used as it is."""
+
+    def __init__(self, checkpoint: str | None, architecture: str | None = None, device: str | None = None, **_):
+        from pltd.networks import create
+
+        path = weights_path(checkpoint, "insightface", "an arcface_torch backbone.pth, e.g. ms1mv3_arcface_r50_fp16/")
+        if architecture not in INSIGHTFACE_ARCHITECTURES:
+            raise ValueError(
+                f"identities.architectures: the insightface network {path} needs its architecture, one of "
+                f"{', '.join(INSIGHTFACE_ARCHITECTURES)}; got {architecture!r}"
+            )
+        sd = load_state_dict_file(path, "insightface")
+        model = create(architecture)
+        problem = _mismatch(model, sd)
+        if problem:
+            guess = iresnet_of(sd)
+            hint = f"; the file's blocks per stage are {guess}'s" if guess and guess != architecture else ""
+            raise ValueError(
+                f"identities.checkpoints: {path} is not an insightface {architecture} state_dict "
+                f"(identities.architectures): {problem}{hint}"
+            )
+        model.load_state_dict(sd, strict=True)
+        self._setup(model, device)
+
+
+@register("onnx")
+class OnnxEmbedder:
+    """An ONNX recognition model: ArcFace crops of the adapter's size through onnxruntime, batched."""
+
+    def __init__(self, checkpoint: str | None, adapter=None, threads: int = 0, **_):
+        from pltd.stages.landmarks.onnx_backend import OnnxNetwork
+
+        path = weights_path(checkpoint, "onnx", "an ONNX recognition model, e.g. buffalo_l/w600k_r50.onnx")
+        adapter = adapter if adapter is not None else insightface_adapter(path)
+        if adapter.decoding != "embedding":
+            raise ValueError(f"identities.onnx: decoding {adapter.decoding!r}, a recognition model needs 'embedding'")
+        if adapter.path is not None:
+            raise ValueError("identities.onnx: name the model file in identities.checkpoints, not in `path`")
+        self.net = OnnxNetwork(str(path), adapter, threads)
+        self.size = adapter.input_size
+        self.dim = self.net.session.get_outputs()[0].shape[-1]
+
+    def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
+        crops = [arcface_crop(img, lm, self.size) for img, lm in zip(images, landmarks, strict=True)]
+        out = self.net(np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8))
+        return l2_normalize(out) if len(out) else out
+
+
+def insightface_adapter(path: str | Path):
+    """insightface's preset for a graph, chosen as its `ArcFaceONNX` chooses: Sub and Mul among the
+    first 8 nodes (an mxnet conversion that normalises inside) → raw 0–255 input, else (x − 127.5) / 127.5."""
+    import onnx
+
+    from pltd.stages.landmarks.onnx_backend import PRESETS
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
+    sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
+    mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
+    return PRESETS["insightface_mxnet" if sub and mul else "insightface"]
+
+
 @register("facenet")
 class FaceNet(TorchEmbedder):
-    dim = 512
+    """facenet-pytorch's released files (20180402-114759-vggface2.pt) hold the VGGFace2 classifier
+    too (`logits.*`, 8631 classes), which InceptionResnetV1(pretrained=None) does not have: those
+    keys are dropped, every other one loads strictly. Input: the package's
+    `fixed_image_standardization`, (x − 127.5) / 128."""
+
     size = 160
 
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
-        import torch
+        what = "a state_dict of InceptionResnetV1, e.g. 20180402-114759-vggface2.pt"
+        path = weights_path(checkpoint, "facenet", what)
+        sd = {k: v for k, v in load_state_dict_file(path, "facenet").items() if not k.startswith("logits.")}
+        model = _facenet_module().InceptionResnetV1(pretrained=None, classify=False)
+        problem = _mismatch(model, sd)
+        if problem:
+            raise ValueError(f"identities.checkpoints: {path} is not an InceptionResnetV1 state_dict: {problem}")
+        model.load_state_dict(sd, strict=True)
+        self._setup(model, device)
 
-        if not checkpoint or not Path(checkpoint).is_file():
-            raise FileNotFoundError(
-                f"facenet weights file {checkpoint} not found (a state_dict of InceptionResnetV1, e.g. "
-                "20180402-114759-vggface2.pt, saved on this machine)"
-            )
-        self.torch = torch
-        self.model = _facenet_module().InceptionResnetV1(pretrained=None, classify=False).eval()
-        self.model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
+    def _normalise(self, x):
+        return x.sub_(127.5).div_(128.0)
 
     def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
         from PIL import Image

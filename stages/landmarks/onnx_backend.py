@@ -3,7 +3,8 @@
 An `OnnxAdapter` (the manifest's `landmarks.teacher_onnx` / `landmarks.blink_onnx`) says how a
 network file is fed and read: input size, colour order, normalisation `(x − mean) / std` per
 channel, layout NCHW/NHWC and the output decoding (`landmarks_pose_139`: pltd's own teacher,
-`3ddfa_62`: 3DDFA_V2's 62 parameters, `blink_logit`: one eye-closed logit). onnxruntime's CUDA
+`3ddfa_62`: 3DDFA_V2's 62 parameters, `blink_logit`: one eye-closed logit, `embedding`: a face-
+recognition vector of any width, read by `stages/identities/networks.py`). onnxruntime's CUDA
 provider is used when it is available, else the CPU one.
 
 Graphs exported with a fixed batch of 1 (3DDFA_V2's `mb1_120x120.onnx`) are given a symbolic batch
@@ -22,7 +23,7 @@ from pydantic import Field
 
 from pltd.validation import Strict
 
-Decoding = Literal["landmarks_pose_139", "3ddfa_62", "blink_logit"]
+Decoding = Literal["landmarks_pose_139", "3ddfa_62", "blink_logit", "embedding"]
 
 
 class OnnxAdapter(Strict):
@@ -46,9 +47,16 @@ PRESETS: dict[str, OnnxAdapter] = {
     # pltd's own networks (`pltd train`): RGB, x / 127.5 − 1, NCHW
     "pltd_teacher": OnnxAdapter(input_size=128, decoding="landmarks_pose_139"),
     "pltd_blink": OnnxAdapter(input_size=64, decoding="blink_logit"),
+    # insightface recognition models (python-package/insightface/model_zoo/arcface_onnx.py, commit
+    # 2400a75dd0358ae625d07f300ab2739fa8af00bd): 112×112, BGR image with swapRB → RGB, (x − 127.5) / 127.5,
+    # NCHW, one 512-d output; graphs converted from mxnet (Sub and Mul among the first 8 nodes) take
+    # raw 0–255 pixels instead: `insightface_mxnet`
+    "insightface": OnnxAdapter(input_size=112, decoding="embedding"),
+    "insightface_mxnet": OnnxAdapter(input_size=112, mean=(0.0,) * 3, std=(1.0,) * 3, decoding="embedding"),
+    "pltd_embedding": OnnxAdapter(input_size=112, decoding="embedding"),
 }
 
-OUTPUT_WIDTH = {"landmarks_pose_139": 139, "3ddfa_62": 62, "blink_logit": 1}
+OUTPUT_WIDTH = {"landmarks_pose_139": 139, "3ddfa_62": 62, "blink_logit": 1, "embedding": None}  # None: any
 
 
 def providers() -> list[str]:
@@ -106,7 +114,7 @@ class OnnxNetwork:
         self.input_name = self.session.get_inputs()[0].name
         width = OUTPUT_WIDTH[adapter.decoding]
         got = self.session.get_outputs()[0].shape[-1]
-        if isinstance(got, int) and got != width:
+        if isinstance(got, int) and width is not None and got != width:
             raise ValueError(f"ONNX model {path}: output width {got}, decoding {adapter.decoding!r} needs {width}")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -114,7 +122,10 @@ class OnnxNetwork:
         for i in range(0, len(images), a.batch_size):
             x = to_input(images[i : i + a.batch_size], a)
             outs.append(np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32).reshape(len(x), -1))
-        return np.concatenate(outs) if outs else np.zeros((0, OUTPUT_WIDTH[a.decoding]), np.float32)
+        if outs:
+            return np.concatenate(outs)
+        width = OUTPUT_WIDTH[a.decoding] or self.session.get_outputs()[0].shape[-1]
+        return np.zeros((0, width if isinstance(width, int) else 0), np.float32)
 
 
 class OnnxTeacher:
