@@ -63,6 +63,7 @@ class TrainConfig(BaseModel):
     balance_cap: float = Field(4.0, ge=1)  # the most draws of one row per epoch (expected)
     progress_seconds: float = Field(10.0, gt=0)  # a progress line on stderr at step 1, then this often
     export_torchscript: bool = False  # also write OUT/model.torchscript.pt (model.pt is always written)
+    export_onnx: bool = False  # also write OUT/model.<head>.onnx, dynamic batch (trainer/export.py)
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500

@@ -285,6 +285,10 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                 say(f"stopped at step {step} by {stop.name}; checkpoint {ckpt_path}")
             else:
                 export_inference(model, cfg, out_dir / "model.pt")
+                if cfg.export_onnx:
+                    from pltd.trainer.export import export_onnx
+
+                    say(f"ONNX: {', '.join(str(p) for p in export_onnx(model, cfg.tasks, cfg.input_size, out_dir))}")
     finally:
         stop.restore()
         ckpt.wait()
