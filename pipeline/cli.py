@@ -89,6 +89,7 @@ def build(
     """Run the pipeline's stages over a manifest's sources into RUN."""
     # The manifest and the flags are checked first, before the heavy modules (Dask, the stages'
     # models) are imported: a typo is reported in about a second.
+    from pltd.pipeline.cluster import ClusterError, load_profile, reachable
     from pltd.pipeline.config import default_manifest, load_manifest
     from pltd.pipeline.sample import default_sample_dir
 
@@ -96,16 +97,14 @@ def build(
     path = manifest or default_manifest()
     try:
         m = load_manifest(path, roots=_parse_roots(root))
-        from pltd.pipeline.cluster import load_profile
-
         profile = load_profile(cluster, cluster_file)
-    except ManifestError as exc:
+        reachable(profile)  # a dead scheduler address: refused in seconds, before the heavy imports
+    except (ManifestError, ClusterError) as exc:
         _fail(str(exc))
     out = out or f"runs/{m.name}"
     logs = _check_out(out)
     from pltd.pipeline.build import BuildError, StartupError
     from pltd.pipeline.build import build as run_build
-    from pltd.pipeline.cluster import ClusterError
     from pltd.pipeline.sample import make_sample
     from pltd.pipeline.worker_logs import stderr_to
     from pltd.stages.readers.base import SourceError

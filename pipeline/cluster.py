@@ -327,17 +327,20 @@ def reachable(profile, timeout: float = 5.0) -> None:
         ) from None
 
 
-def dashboard_link(client, timeout: float = 2.0) -> str | None:
-    """The dashboard's URL if the scheduler serves one that answers (bokeh installed there), else None."""
+def dashboard_link(client, timeout: float = 5.0) -> str | None:
+    """The dashboard's URL if it answers and is a dashboard, else None. distributed's HTTP server
+    answers on the dashboard port even without one (`--no-dashboard`, or no bokeh where the
+    scheduler runs: a page that says "Dask needs bokeh"); bokeh's static files are served only with
+    a real dashboard. `/status` itself is not fetched: bokeh renders it on request, seconds on a busy
+    machine (tested against a LocalCluster and a `dask scheduler --no-dashboard`)."""
     if not (client.scheduler_info().get("services") or {}).get("dashboard"):
         return None
     link = client.dashboard_link
     try:
-        with urllib.request.urlopen(link, timeout=timeout) as r:
-            page = r.read(2048)
-    except OSError:
+        with urllib.request.urlopen(link.rsplit("/", 1)[0] + "/static/js/bokeh.min.js", timeout=timeout) as r:
+            return link if r.status == 200 else None
+    except OSError:  # 404 (no dashboard), or a host this machine cannot reach
         return None
-    return None if b"needs bokeh" in page else link
 
 
 @contextlib.contextmanager
