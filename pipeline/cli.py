@@ -301,8 +301,9 @@ def mean_face(
 @app.command()
 def calibrate(
     pairs: Annotated[Path, typer.Argument(help="insightface .bin, or LFW pairs.txt (with --images).")],
-    network: Annotated[str, typer.Option(help="dlib, checkpoint or facenet.")] = "dlib",
-    checkpoint: Annotated[str | None, typer.Option(help="Weights for checkpoint / facenet.")] = None,
+    network: Annotated[str, typer.Option(help="dlib, checkpoint, insightface, onnx or facenet.")] = "dlib",
+    checkpoint: Annotated[str | None, typer.Option(help="Weights file (every network but dlib).")] = None,
+    architecture: Annotated[str | None, typer.Option(help="insightface: iresnet18/34/50/100.")] = None,
     images: Annotated[Path | None, typer.Option(help="Image folder for pairs.txt (name/name_0001.jpg).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
 ) -> None:
@@ -325,7 +326,7 @@ def calibrate(
             if images is None:
                 _fail("--images is required with a pairs.txt file")
             bins, same = load_pairs_txt(pairs, images)
-        net = create_network(network, checkpoint)
+        net = create_network(network, checkpoint, **({"architecture": architecture} if architecture else {}))
     except (UnsafePickle, ValueError, FileNotFoundError, KeyError) as exc:
         _fail(str(exc))
     from pltd.pipeline.progress import bar, pair_cosines
