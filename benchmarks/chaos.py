@@ -43,13 +43,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_processes(procs: list[subprocess.Popen], mode: str) -> list[psutil.Process]:
-    """The processes that run tasks: the nannies' children (nanny mode) or the workers themselves."""
+def worker_processes(procs: list[subprocess.Popen], mode: str, min_age: float) -> list[psutil.Process]:
+    """The processes that run tasks, up for at least `min_age` s: the nannies' children (nanny mode) or
+    the workers themselves. A worker killed while it starts is not restarted by its nanny (the nanny
+    closes; with every nanny closed the pool is empty and the build waits): the harness kills running
+    workers only."""
     live = [psutil.Process(p.pid) for p in procs if p.poll() is None]
-    if mode != "nanny":
-        return live
-    kids = [c for p in live for c in p.children(recursive=False)]
-    return [c for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+    if mode == "nanny":
+        kids = [c for p in live for c in p.children(recursive=False)]
+        live = [c for c in kids if "resource_tracker" not in " ".join(c.cmdline())]
+    return [p for p in live if time.time() - p.create_time() >= min_age]
 
 
 def start_cluster(mode: str, workers: int, tmp: Path) -> tuple[str, list[subprocess.Popen]]:
@@ -91,6 +94,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=8.0, help="seconds between kills")
     ap.add_argument("--max-kills", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--min-age", type=float, default=20.0, help="kill only workers up for this many seconds")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,8 +110,8 @@ def main() -> None:
             if args.mode == "clean" or len(kills) >= args.max_kills or time.monotonic() < next_kill:
                 continue
             next_kill = time.monotonic() + args.interval
-            victims = worker_processes(procs[1:], args.mode)
-            if args.mode == "shrink" and len(victims) <= 1:
+            victims = worker_processes(procs[1:], args.mode, args.min_age)
+            if args.mode == "shrink" and len(worker_processes(procs[1:], args.mode, 0)) <= 1:
                 continue
             if victims:
                 v = rng.choice(victims)
