@@ -22,7 +22,7 @@ from pltd.stages.landmarks.settings import LandmarkSettings
 
 def manifest(tmp_path, **sections) -> Manifest:
     (tmp_path / "faces").mkdir(exist_ok=True)
-    src = {"name": "faces", "format": "image_folder", "root": str(tmp_path / "faces")}
+    src = {"name": "faces", "format": "image_folder", "root": str(tmp_path / "faces"), "allow_empty": True}
     return Manifest.model_validate({"name": "t", "sources": [src], **sections})
 
 
