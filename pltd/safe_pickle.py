@@ -20,9 +20,11 @@ ALLOWED = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"),  # protocol 5 arrays
+    # protocol 5: arrays rebuilt from an in-band buffer by np.frombuffer(buf, dtype).reshape(shape),
+    # which refuses object dtypes ("cannot create an OBJECT array from memory buffer"): no code runs
+    ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
-    ("builtins", "bytearray"),
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles (insightface's .bin files): str → bytes only
 }
 
 
@@ -33,9 +35,15 @@ class UnsafePickle(pickle.UnpicklingError):
 class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED:
-            raise UnsafePickle(f"refusing to load {module}.{name}: only numpy arrays are allowed in this file")
+            raise UnsafePickle(
+                f"refusing to load {module}.{name}: only numpy arrays and bytes are allowed in this file"
+            )
         # numpy 1.x pickles name numpy._core in numpy 2 files and the other way round
-        for mod in (module, module.replace("numpy._core", "numpy.core"), module.replace("numpy.core", "numpy._core")):
+        for mod in (
+            module,
+            module.replace("numpy._core.", "numpy.core."),
+            module.replace("numpy.core.", "numpy._core."),
+        ):
             try:
                 return getattr(importlib.import_module(mod), name)
             except (ImportError, AttributeError):

@@ -8,44 +8,22 @@ told is safe, so a crafted file cannot run code; or LFW `pairs.txt` with an imag
 
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-# What a genuine .bin may reference: bytes rebuilt by protocol-2 pickles, numpy bools and arrays.
-_SAFE_GLOBALS = {
-    ("_codecs", "encode"),
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    # protocol 5: arrays rebuilt from an in-band buffer by np.frombuffer(buf, dtype).reshape(shape),
-    # which refuses object dtypes ("cannot create an OBJECT array from memory buffer"): no code runs
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-}
+from pltd import safe_pickle
 
-
-class UnsafePickle(pickle.UnpicklingError):
-    """A pickle that references a global outside the allow-list."""
-
-
-class _Restricted(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _SAFE_GLOBALS:
-            raise UnsafePickle(f"refusing to load {module}.{name}: a pair file may only hold images and flags")
-        return super().find_class(module, name)
+# A .bin is a pickle: loaded with the ground package's restricted unpickler (numpy arrays, bytes).
+UnsafePickle = safe_pickle.UnsafePickle
 
 
 def load_bin(path: str | Path) -> tuple[list[bytes], np.ndarray]:
     """Images and is-same flags of an insightface verification `.bin`."""
     data = Path(path).read_bytes()
     try:
-        bins, issame = _Restricted(io.BytesIO(data), encoding="bytes").load()
+        bins, issame = safe_pickle.loads(data, encoding="bytes")
     except UnsafePickle:
         raise
     except Exception as exc:
