@@ -1,6 +1,7 @@
 """ONNX export of `pltd train`'s networks (consistency tests, random weights: plumbing only): each
 exported head, run by the pipeline's ONNX backends (`OnnxTeacher`, `OnnxBlink`, the identities
-`onnx` network), gives what the torch backends give on the same inputs, at any batch size."""
+`onnx` network), gives what the torch backends give on the same inputs, at any batch size.
+`pltd train` writes them with `export_onnx: true` (test_training.py: test_tiny_model_fits_a_tiny_pltd)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
 from pltd.trainer.config import load_config
 from pltd.trainer.export import export_onnx, heads_for
-from pltd.trainer.loop import export_inference, train
+from pltd.trainer.loop import export_inference
 from pltd.trainer.model import TaskModel
-from tests.trainer.test_training import TINY, face_shards
 
 
 def model_for(preset: str, *overrides: str, n_classes: int = 0):
@@ -99,15 +99,3 @@ def test_multitask_export_writes_one_graph_per_head(tmp_path):
     for path, head in zip(paths, want, strict=True):
         (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
         assert got.shape == tuple(want[head].shape) and np.abs(got - want[head].numpy()).max() < 1e-4
-
-
-def test_pltd_train_exports_onnx_when_asked(tmp_path):
-    data = tmp_path / "pltd"
-    data.mkdir()
-    face_shards(data, n_shards=1, rows=16)
-    (data / "dataset.json").write_text('{"identities": 9}')
-    train(load_config("mtl", [*TINY, "export_onnx=true"]), str(data), str(tmp_path / "run"), max_steps=2)
-    assert sorted(p.name for p in (tmp_path / "run").glob("*.onnx")) == [
-        "model.embedding.onnx",
-        "model.landmarks_pose.onnx",
-    ]

@@ -72,7 +72,7 @@ def pltd(tmp_path):
 
 def test_tiny_model_fits_a_tiny_pltd(pltd, tmp_path):
     out = tmp_path / "run"
-    train(load_config("mtl", [*TINY, "export_torchscript=true"]), str(pltd), str(out), max_steps=60)
+    train(load_config("mtl", [*TINY, "export_torchscript=true", "export_onnx=true"]), str(pltd), str(out), max_steps=60)
     loss = losses(out)
     assert loss[0] / min(loss[-5:]) >= 10  # the loss falls at least tenfold
     net, ck = load_model(out / "model.pt", "multitask", "test")
@@ -82,6 +82,7 @@ def test_tiny_model_fits_a_tiny_pltd(pltd, tmp_path):
         "pose",
     }
     assert torch.jit.load(str(out / "model.torchscript.pt")) is not None
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.embedding.onnx", "model.landmarks_pose.onnx"]
 
 
 def test_periodic_verification_is_logged(pltd, tmp_path):

@@ -19,14 +19,17 @@ import pytest
 import skimage.data
 import torch
 from onnx import TensorProto, helper
+from rich.console import Console
 
-from pltd.pipeline.build import StartupError, check, stages_to_run
+from pltd.pipeline.build import StartupError, check, sources_of, stages_to_run
 from pltd.pipeline.catalog import Embeddings
+from pltd.pipeline.config import Manifest
+from pltd.pipeline.layout import RunLayout
+from pltd.pipeline.stage import BuildContext
 from pltd.stages.identities.networks import create_network, insightface_adapter
 from pltd.stages.landmarks.onnx_backend import PRESETS
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
-from tests.pipeline.test_stages import context, manifest
 
 
 @pytest.fixture(scope="module")
@@ -188,27 +191,36 @@ def test_facenet_released_file_with_its_classifier_loads_and_standardises_as_fac
         create_network("facenet", str(tmp_path / "broken.pt"))
 
 
+def manifest(tmp_path, identities: dict) -> Manifest:
+    """One image folder holding a file (so the start-up check reaches the model files) and `identities`."""
+    (tmp_path / "faces").mkdir(exist_ok=True)
+    (tmp_path / "faces" / "a.jpg").write_bytes(b"x")
+    src = {"name": "faces", "format": "image_folder", "root": str(tmp_path / "faces")}
+    return Manifest.model_validate({"name": "t", "sources": [src], "identities": identities})
+
+
+def start_up(tmp_path, m: Manifest) -> None:
+    check(BuildContext(m, RunLayout(str(tmp_path / "run")), Console(quiet=True), sources_of(m)), stages_to_run(m, None))
+
+
 def test_missing_weights_fail_at_start_up_naming_the_file_and_the_field(tmp_path):
     ident = {"networks": ["insightface", "onnx"], "architectures": ["iresnet50", None],
              "checkpoints": [str(tmp_path / "ms1mv3_r50" / "backbone.pth"), str(tmp_path / "w600k_r50.onnx")],
              "onnx": [None, "insightface"], "thresholds": [0.5, 0.5]}  # fmt: skip
-    m = manifest(tmp_path, identities=ident)
-    (tmp_path / "faces" / "a.jpg").write_bytes(b"x")  # a source with a file: the start-up check reaches the models
+    m = manifest(tmp_path, ident)
     assert m.identities.onnx[1] == PRESETS["insightface"]
     settings = Embeddings().settings(m)
     assert settings.architectures == ("iresnet50", None) and settings.onnx == (None, PRESETS["insightface"])
     assert Embeddings().packages(m) == {"torch", "onnxruntime", "onnx"}
     with pytest.raises(StartupError, match=r"identities\.checkpoints\.0: .*ms1mv3_r50/backbone\.pth not found"):
-        check(context(tmp_path, m), stages_to_run(m, None))
+        start_up(tmp_path, m)
     random_backbone_pth(tmp_path / "backbone.pth")
-    ok = manifest(
-        tmp_path, identities=ident | {"checkpoints": [str(tmp_path / "backbone.pth"), ident["checkpoints"][1]]}
-    )
+    ok = manifest(tmp_path, ident | {"checkpoints": [str(tmp_path / "backbone.pth"), ident["checkpoints"][1]]})
     with pytest.raises(StartupError, match=r"identities\.checkpoints\.1: .*w600k_r50\.onnx not found"):
-        check(context(tmp_path, ok), stages_to_run(ok, None))
+        start_up(tmp_path, ok)
     with pytest.raises(FileNotFoundError, match=r"identities\.checkpoints: onnx weights file .*w600k_r50\.onnx not"):
         create_network("onnx", ident["checkpoints"][1])
     with pytest.raises(ValueError, match=r"architectures\.0: required with network insightface"):
-        manifest(tmp_path, identities=ident | {"architectures": [None, None]})
+        manifest(tmp_path, ident | {"architectures": [None, None]})
     with pytest.raises(ValueError, match=r"onnx\.1: unknown preset 'pltd_teacher'"):
-        manifest(tmp_path, identities=ident | {"onnx": [None, "pltd_teacher"]})
+        manifest(tmp_path, ident | {"onnx": [None, "pltd_teacher"]})
