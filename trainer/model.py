@@ -108,9 +108,11 @@ class TaskModel(nn.Module):
         return losses
 
     def visibility_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The reader's `visible` column when present, else the self-occlusion of the label's pose."""
-        if "visible" in batch:
-            return batch["visible"].float()
+        """The reader's `visible` column where present (NaN = a null row), else the self-occlusion of the label's pose."""
         from pltd.stages.landmarks.visibility import visible_from_normals
 
-        return visible_from_normals(rotation_torch(batch["pose"].float()), self.normals).float()
+        computed = visible_from_normals(rotation_torch(batch["pose"].float()), self.normals).float()
+        if "visible" not in batch:
+            return computed
+        given = batch["visible"].float()
+        return torch.where(torch.isnan(given), computed, given)
