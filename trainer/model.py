@@ -108,7 +108,7 @@ class TaskModel(nn.Module):
         return losses
 
     def visibility_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The reader's `visible` column where present (NaN = a null row), else the self-occlusion of the label's pose."""
+        """The reader's `visible` where given (NaN: a null row), else the self-occlusion of the label's pose."""
         from pltd.stages.landmarks.visibility import visible_from_normals
 
         computed = visible_from_normals(rotation_torch(batch["pose"].float()), self.normals).float()
