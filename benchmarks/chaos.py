@@ -59,6 +59,7 @@ def start_cluster(mode: str, workers: int, tmp: Path) -> tuple[str, list[subproc
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     sched = [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    sched += ["--dashboard-address", "127.0.0.1:0"]  # its HTTP routes listen even without a dashboard
     procs = [subprocess.Popen(sched, **QUIET)]
     common = [DASK, "worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
     common += ["--memory-limit", "3GiB", "--local-directory", str(tmp / "dask")]

@@ -81,6 +81,7 @@ def tls_cluster(tmp_path_factory):
     tls = ["--tls-ca-file", str(ca), "--tls-cert", str(crt), "--tls-key", str(key)]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     cmd = [dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    cmd += ["--dashboard-address", "127.0.0.1:0"]  # its HTTP routes (/health) listen even without a dashboard
     procs = [subprocess.Popen([*cmd, *tls], **quiet)]
     worker = [dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"]
     procs.append(subprocess.Popen([*worker, *tls, "--local-directory", str(tmp / "w")], **quiet))
@@ -162,11 +163,12 @@ def test_local_profile_refuses_a_public_dashboard():
 def test_every_listener_of_a_local_cluster_is_on_loopback():
     """Scheduler, nannies, workers and dashboard: every listening socket of this process and its children."""
     profile = LocalProfile(kind="local", n_workers=2)
+    before = {c.pid for c in psutil.Process().children(recursive=True)}  # other tests' processes
     with make_local_cluster(profile) as cluster:
         deadline = time.monotonic() + 60
         while len(cluster.scheduler_info["workers"]) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
+        procs = [psutil.Process(), *(c for c in psutil.Process().children(recursive=True) if c.pid not in before)]
         listening = [
             (p.pid, c.laddr.ip, c.laddr.port)
             for p in procs
