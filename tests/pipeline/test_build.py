@@ -176,9 +176,9 @@ def test_sample_build_on_an_existing_scheduler_and_workers(tmp_path, sample_dir)
     addr = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).with_name("dask"))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [
-        subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
-    ]
+    # --dashboard-address: even with --no-dashboard the scheduler serves /health on 0.0.0.0:8787 otherwise
+    scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    procs = [subprocess.Popen([*scheduler, "--dashboard-address", "127.0.0.1:0"], **quiet)]
     try:
         worker = [dask, "worker", addr, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"]
         procs.append(subprocess.Popen([*worker, "--local-directory", str(tmp_path / "w")], **quiet))
