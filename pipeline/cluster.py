@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -317,10 +318,19 @@ def reachable(profile, timeout: float = 5.0) -> None:
         port = None
     if not where.hostname or port is None:
         raise ClusterError(f"--cluster {profile.address}: expected tcp://HOST:PORT")
-    try:
-        socket.create_connection((where.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
+    # a scheduler started a moment ago (a script that starts it, then builds) gets `timeout` seconds
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((where.hostname, port), timeout=timeout).close()
+            return
+        except ConnectionRefusedError as exc:
+            if time.monotonic() < deadline:
+                time.sleep(0.25)
+                continue
+            why = exc.strerror or type(exc).__name__
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
         raise ClusterError(
             f"no Dask scheduler answers at {profile.address} ({why}); start one with `dask scheduler` "
             "and workers with `dask worker ADDRESS`, or leave out --cluster for a local cluster"
