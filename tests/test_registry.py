@@ -45,5 +45,5 @@ def test_the_four_registries_are_filled_at_import():
     assert READERS.names() == ["300w_lp", "aflw2000", "image_folder", "insightface_rec", "vggface2"]
     assert {"iresnet50", "iresnet50_multi", "resnet50", "resnet18"} <= set(ARCHITECTURES.names())
     assert {"dlib68", "resnet50", "mediapipe"} <= set(SOURCES.names())
-    assert NETWORKS.names() == ["checkpoint", "dlib", "facenet"]
+    assert NETWORKS.names() == ["checkpoint", "dlib", "facenet", "insightface", "onnx"]
     assert all(isinstance(r, Registry) for r in (READERS, ARCHITECTURES, SOURCES, NETWORKS))
