@@ -14,7 +14,6 @@ import contextlib
 import os
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -337,19 +336,23 @@ def reachable(profile, timeout: float = 5.0) -> None:
         ) from None
 
 
-def dashboard_link(client, timeout: float = 5.0) -> str | None:
-    """The dashboard's URL if it answers and is a dashboard, else None. distributed's HTTP server
-    answers on the dashboard port even without one (`--no-dashboard`, or no bokeh where the
-    scheduler runs: a page that says "Dask needs bokeh"); bokeh's static files are served only with
-    a real dashboard. `/status` itself is not fetched: bokeh renders it on request, seconds on a busy
-    machine (tested against a LocalCluster and a `dask scheduler --no-dashboard`)."""
+def _serves_bokeh(dask_scheduler) -> bool:
+    """On the scheduler: does its HTTP server carry the bokeh dashboard application?"""
+    apps = getattr(getattr(dask_scheduler, "http_application", None), "applications", None) or []
+    return any("Bokeh" in type(a).__name__ for a in apps)
+
+
+def dashboard_link(client) -> str | None:
+    """The dashboard's URL if the scheduler really serves one, else None. distributed's HTTP server
+    listens on the dashboard port even without a dashboard (`--no-dashboard`, or no bokeh where the
+    scheduler runs), so the scheduler itself is asked whether its HTTP server carries the bokeh
+    application (no HTTP request is made; tested against a LocalCluster and a
+    `dask scheduler --no-dashboard`)."""
     if not (client.scheduler_info().get("services") or {}).get("dashboard"):
         return None
-    link = client.dashboard_link
     try:
-        with urllib.request.urlopen(link.rsplit("/", 1)[0] + "/static/js/bokeh.min.js", timeout=timeout) as r:
-            return link if r.status == 200 else None
-    except OSError:  # 404 (no dashboard), or a host this machine cannot reach
+        return client.dashboard_link if client.run_on_scheduler(_serves_bokeh) else None
+    except Exception:  # a scheduler that refuses run_on_scheduler: no link rather than a wrong one
         return None
 
 
