@@ -105,7 +105,7 @@ def pair_cosines(client, cfg: IdentitiesConfig, console: Console) -> tuple[list[
             continue
         file = cache_dir() / (hashlib.sha256(f"{key}|{pairs}|{VERSION}".encode()).hexdigest() + ".npz")
         if file.is_file():
-            cosines[key], status[key] = np.load(file)["cosines"], "cache hit"
+            cosines[key], status[key] = np.load(file, allow_pickle=False)["cosines"], "cache hit"
         else:
             todo.append((key, name, ckpt, cfg.network_options(k), file))
             status[key] = "embedded"

@@ -36,10 +36,9 @@ import math
 import cv2
 import numpy as np
 
-from pltd import safe_pickle
 from pltd.pose import angles_batch
 from pltd.stages.landmarks.base import Sample, register
-from pltd.stages.landmarks.bfm import keypoint_bases, package_file
+from pltd.stages.landmarks.bfm import keypoint_bases, package_file, parameter_statistics
 from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter, OnnxNetwork
 from pltd.stages.landmarks.views import View
 
@@ -77,8 +76,8 @@ def crop(image: np.ndarray, roi: np.ndarray, size: int = SIZE) -> np.ndarray:
 
 @functools.cache
 def _statistics() -> tuple[np.ndarray, np.ndarray]:
-    ms = safe_pickle.load(package_file("configs/param_mean_std_62d_120x120.pkl"))
-    return np.asarray(ms["mean"], np.float64), np.asarray(ms["std"], np.float64)
+    st = parameter_statistics()  # the restricted unpickler (numpy arrays only), in bfm.py
+    return st["mean"], st["std"]
 
 
 def decode(raw: np.ndarray, rois: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
