@@ -1,4 +1,4 @@
-"""The dataset card's statistics: every row on the driver (before issue 13) vs per-shard counters merged.
+"""The dataset card's statistics: every row on the driver (the former way) vs per-shard counters merged.
 
     .venv/bin/python benchmarks/card_stats.py [--rows 2000000] [--shards 20]
 

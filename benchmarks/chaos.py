@@ -1,4 +1,4 @@
-"""Repeated worker loss during a full sample build (issue 16, item 1): kills survived and time overhead.
+"""Repeated worker loss during a full sample build: kills survived and time overhead.
 
     .venv/bin/python benchmarks/chaos.py --mode clean   --out /tmp/chaos/clean
     .venv/bin/python benchmarks/chaos.py --mode nanny   --out /tmp/chaos/nanny  --reference /tmp/chaos/clean

@@ -1,4 +1,4 @@
-"""Face-detection front-end: detector time per photo per core (issue 15 item 1).
+"""Face-detection front-end: detector time per photo per core.
 
     python benchmarks/detect_faces.py [--dlib-photos 16]
 

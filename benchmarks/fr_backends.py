@@ -1,4 +1,4 @@
-"""Face-recognition backends (issue 12): IResNet50 embedding time per image, torch (`insightface`
+"""Face-recognition backends: IResNet50 embedding time per image, torch (`insightface`
 backend: a backbone.pth state_dict) vs onnxruntime (`onnx` backend: the same network exported with
 insightface's signature), on the CPU, batch 32, one thread each. Baseline: torch.
 

@@ -1,4 +1,4 @@
-"""The label audit per source with dlib68 vs 3DDFA_V2 as the teacher (issue 12), on the embedded
+"""The label audit per source with dlib68 vs 3DDFA_V2 as the teacher, on the embedded
 sample's 300W-LP renders, without Dask. Caution: the sample's pt2d is the mean of dlib's and
 MediaPipe's points and its Pose_Para assumes yaw = pitch = 0 (pipeline/sample.py): a reference that
 favours dlib68 by construction, not ground truth.

@@ -1,4 +1,4 @@
-"""Algorithm 1's models, side by side in one run (issues 12 and 13), ratios printed.
+"""Algorithm 1's models, side by side in one run, ratios printed.
 
 1. Batched FaceMesh (`facemesh.py`, LiteRT, batch 64, 1 thread) vs MediaPipe's graph
    (`mediapipe_graph`), per view. Target ≥ 3×.

@@ -1,4 +1,4 @@
-"""Landmarks stage CPU time per image: pltd 0.1.0 (f0e7dd0) vs now, same images, same run (issue 13).
+"""Landmarks stage CPU time per image: pltd 0.1.0 (f0e7dd0) vs now, same images, same run.
 
 Both run `label_partition` (Algorithm 1 with the embedded sample's settings: dlib68 + MediaPipe +
 EAR, N = 8) on the same sample VGGFace2 images with their boxes, each in its own process with one

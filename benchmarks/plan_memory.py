@@ -1,11 +1,11 @@
-"""Driver memory of planning a folder tree, and of the VGGFace2 boxes, before and after issue 13.
+"""Driver memory of planning a folder tree, and of the VGGFace2 boxes, the former driver-side listing vs now.
 
     .venv/bin/python benchmarks/plan_memory.py [--files 300000] [--folders 3000] [--box-rows 3100000]
 
 A tree of `--files` empty files (VGGFace2's shape: `n000001/0001_01.jpg`, `--folders` class folders)
 is made in a temporary folder and planned three ways, each in a fresh subprocess:
 
-- `old`: the driver path of `make_plan` before issue 13 (commit 2432333), copied below: one `fs.find`
+- `old`: the driver path of `make_plan` at commit 2432333, copied below: one `fs.find`
   of the whole tree, sorted relative paths, one `pa.Table.from_pylist` per partition;
 - `new-cluster`: today's `make_plan` with a LocalCluster of 2 worker processes, as `pltd build` runs it
   (the listing happens on the workers; the driver streams their chunks into the plan);

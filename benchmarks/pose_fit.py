@@ -1,4 +1,4 @@
-"""Pose fitting before and after the convention fix (issues 10 and 13), side by side in one run.
+"""Pose fitting before and after the convention fix, side by side in one run.
 
 1. Time per fit: the 0.1.0 fit (scipy `least_squares`, numeric Jacobian, all 68 points, the old
    Rz·Ry·Rx convention; copied below as the baseline) vs `geometry.fit_pose` (closed-form start +

@@ -1,4 +1,4 @@
-"""How fast `pltd build` refuses what it cannot do (issue 14): a manifest with a typo, and a scheduler
+"""How fast `pltd build` refuses what it cannot do: a manifest with a typo, and a scheduler
 address where nothing listens. Prints each figure (median of N runs), and before/after with the ratio.
 
     .venv/bin/python benchmarks/startup.py [--runs 5]

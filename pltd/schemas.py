@@ -10,7 +10,7 @@ import hashlib
 
 import pyarrow as pa
 
-# 2: the PLTD's `visible` column; ingest's face_index / face_score; landmarks' pose_agreement (issue 15)
+# 2 added the PLTD's `visible` column, ingest's face_index / face_score and landmarks' pose_agreement
 SCHEMA_VERSION = "2"
 
 LANDMARK_COORDS = 136  # 68 points × (x, y), iBUG order

@@ -1,5 +1,5 @@
-"""Face-detection front-end for raw photos (issue 15 item 1, after YOLOMT's joint detection): one
-ingest row per detected face, not per photo.
+"""Face-detection front-end for raw photos (after YOLOMT's joint detection): one ingest row per
+detected face, not per photo, so photo collections without dataset boxes can be labelled too.
 
 A source without dataset boxes (`image_folder` with `detect:`) runs a detector that ships offline:
 - `blazeface`: MediaPipe's BlazeFace short-range model (`face_detection_short_range.tflite` in the

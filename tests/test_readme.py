@@ -1,7 +1,7 @@
 """The README's examples run: its YAML manifest blocks validate, and the `pltd` commands it names exist.
 
-A consistency test of the documentation against the code (issue 14: the README's manifest example
-was not valid YAML and nobody noticed).
+A consistency test of the documentation against the code: a README manifest example once was not
+valid YAML and nothing caught it.
 """
 
 from __future__ import annotations

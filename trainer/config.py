@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     lambda2: float = 10.0  # L_HPE weight
     lambda_p: Literal["dynamic", 0, 1] = "dynamic"  # λ_P of Eq. 3: computed per batch (Eq. 9), or fixed
     partial_fc: float = Field(1.0, gt=0, le=1)  # sampled fraction of class centres
-    # related systems' options (issue 15), all off by default
+    # related systems' options, all off by default so that a preset trains the paper's model
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"  # fixed λ1, λ2 or learned (Kendall/MOS)
     uncertainty_init: Literal["zero", "lambdas"] = "zero"  # start s_i at 0 or at the fixed weights
     pose_head: Literal["euler", "6d", "heatmap", "heatmap_6d"] = "euler"  # IResNet-Multi's pose branch

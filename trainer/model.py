@@ -5,8 +5,8 @@
 A network returns a dict (`embedding`, `landmarks`, `pose`) or a plain tensor that the tasks
 split: 139 outputs → 136 landmark fractions + 3 angles (the teacher); 1 output → blink logit.
 
-Options (issue 15, off by default; off, the losses are exactly the paper's): `loss_weighting:
-uncertainty` replaces the fixed weights by learned log-variances (`losses/weighting.py`; the loss
+Options from related systems (off by default, so that the losses are exactly the paper's):
+`loss_weighting: uncertainty` replaces the fixed weights by learned log-variances (`losses/weighting.py`; the loss
 dict then carries `weight_*` and `log_var_*`); `pose_head: 6d | heatmap_6d` trains the pose branch
 with the geodesic loss (`losses/rotation.py`; `hpe` is then the mean geodesic angle in degrees and
 `hpe_mae` the mean absolute error of the angles read back, for comparison); `visibility_head` adds

@@ -1,5 +1,5 @@
-"""Optional heads of IResNet-Multi (issue 15): a 6D rotation output (Zhou et al. 2019, as 6DRepNet
-and LPONet use it) and a landmark-guided pose input (ATPN's "cheap heatmap").
+"""Optional heads of IResNet-Multi, from related systems: a 6D rotation output (Zhou et al. 2019,
+as 6DRepNet and LPONet use it) and a landmark-guided pose input (ATPN's "cheap heatmap").
 
 - `rotation_from_6d`: 6 numbers = the first two columns of R, made orthonormal by Gram–Schmidt:
   x = a1/‖a1‖, z = (x × a2)/‖x × a2‖, y = z × x, R = [x y z] (columns). This is the construction of

@@ -1,4 +1,5 @@
-"""PnP pose as a cross-check of the label's pose (issue 15 item 2, after YOLOMT's EPnP on keypoints).
+"""PnP pose as a cross-check of the label's pose (after YOLOMT's EPnP on keypoints): an independent
+solver that flags labels whose pose and landmarks disagree.
 
 OpenCV's `solvePnP` (EPnP for a closed-form start, then its Levenberg–Marquardt refinement,
 `SOLVEPNP_ITERATIVE` with the EPnP extrinsics as the guess) of the label's landmarks against the

@@ -1,5 +1,6 @@
-"""Per-landmark self-occlusion from a pose and the mean 3D face (issue 15 item 7, after LPONet's
-occlusion labels): a landmark is hidden when its surface normal faces away from the camera.
+"""Per-landmark self-occlusion from a pose and the mean 3D face (after LPONet's occlusion
+labels; they train the visibility head and grade the occlusion evaluation): a landmark is hidden
+when its surface normal faces away from the camera.
 
 Normals: the mean face's 68 points are triangulated in their frontal (x, y) projection (Delaunay,
 scipy) — the face seen from the front is a height field, so each triangle is oriented toward the

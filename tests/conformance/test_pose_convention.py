@@ -140,7 +140,7 @@ def _bfm_renders(seed: int = 0):
 
 
 def test_pose_of_3d_style_ground_truth_within_targets():
-    """Issue 10's targets on 3D-style landmarks (BFM renders): |mean signed error| ≤ 2° per angle,
+    """The pose targets on 3D-style landmarks (BFM renders): |mean signed error| ≤ 2° per angle,
     yaw MAE ≤ 3°, yaw sign right whenever |yaw| > 15°. Measured: signed ≤ 0.6°, yaw MAE ≈ 1.4°."""
     face = load_mean_face()
     truth, err = [], []

@@ -1,4 +1,4 @@
-"""The 6D rotation head's math (issue 15 item 6).
+"""The 6D rotation head's math.
 
 Conformance: Gram–Schmidt as 6DRepNet builds it (thohemp/6DRepNet, `sixdrepnet/utils.py`
 `compute_rotation_matrix_from_ortho6d`, commit 445cf727e302e5785f961206869fc07953420f89:

@@ -1,4 +1,4 @@
-"""Self-occlusion labels (issue 15 item 7).
+"""Self-occlusion labels.
 
 Conformance: on a synthetic face whose points lie on the unit sphere the true surface normal of a
 point is the point itself, so the estimated normals (Delaunay vertex normals of the 68 points) are

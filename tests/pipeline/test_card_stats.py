@@ -1,7 +1,7 @@
 """The card's statistics merged from per-shard counters equal the ones computed over every row at once.
 
 Consistency test (pltd vs pltd): the reference is the card's former whole-table computation (numpy
-over all rows of the 7 columns, `pipeline/card.py` before issue 13), written out below. Counts must
+over all rows of the 7 columns, `pipeline/card.py` before it merged per-shard counters), written out below. Counts must
 match exactly; the fit_error median and 95th percentile within one histogram bin (`FIT_STEP`).
 """
 

@@ -1,4 +1,4 @@
-"""The user's side of the commands (issue 14): start-up errors that come fast, in one line, and leave
+"""The user's side of the commands: start-up errors that come fast, in one line, and leave
 nothing behind; quiet logs; readable stats; the flags a user expects (`--version`, `-v`, `-q`).
 
 Consistency tests of pltd's command-line contract (README, "Command line"); no cluster starts here

@@ -1,4 +1,4 @@
-"""The PLTD's `visible` column (issue 15 item 7): written by assemble, read and flipped by the reader.
+"""The PLTD's `visible` column: written by assemble, read and flipped by the reader.
 
 Consistency tests (pltd vs pltd): the column is `self_occlusion` of the row's pose; the reader's
 flip reorders it with MIRROR68, which must equal the self-occlusion of the mirrored pose. The

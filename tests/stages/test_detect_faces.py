@@ -1,4 +1,4 @@
-"""The face-detection front-end (issue 15 item 1): one ingest row per detected face.
+"""The face-detection front-end: one ingest row per detected face.
 
 Conformance-style checks against outside truth where there is one: the embedded sample's VGGFace2
 part ships its own face boxes (`loose_bb_train.csv`, from dlib's HOG detector on the base photos),

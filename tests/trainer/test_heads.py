@@ -1,4 +1,4 @@
-"""IResNet-Multi's optional heads (issue 15 items 5–7) in the trainer.
+"""IResNet-Multi's optional heads in the trainer.
 
 Consistency tests (pltd vs pltd): with every option off the network and the losses are the paper's
 (golden outputs recorded before the options existed, and option-off configs equal to the default);

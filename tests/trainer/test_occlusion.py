@@ -1,4 +1,4 @@
-"""Synthetic-occlusion robustness evaluation (issue 15 item 7, AFLW2000-SO style): consistency tests
+"""Synthetic-occlusion robustness evaluation (AFLW2000-SO style): consistency tests
 (pltd vs pltd) on a synthetic AFLW2000-format set with a random-weight network — plumbing only,
 the numbers say nothing about a trained model."""
 

@@ -1,4 +1,4 @@
-"""Which rows an epoch reads: source / label-kind selection and pose-balanced draws (issue 15 item 4)."""
+"""Which rows an epoch reads: source / label-kind selection and pose-balanced draws."""
 
 from __future__ import annotations
 

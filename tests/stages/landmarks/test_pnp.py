@@ -1,4 +1,4 @@
-"""PnP pose cross-check (issue 15 item 2).
+"""PnP pose cross-check.
 
 - `test_opencv_projection_with_the_converted_rotation_lands_on_pltds_projection` is a conformance
   test: OpenCV's own pinhole projection (`cv2.projectPoints`, its documented model
