@@ -3,10 +3,42 @@ from `conftest` or from one another."""
 
 from __future__ import annotations
 
+import importlib
 import io
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+# The shared conformance data beside the checkout (../shared/conformance): real 300W-LP renders
+# and their .mat files. A plain clone lacks it and its tests skip; CI sets this variable
+# (`.ci/run`), so there a missing fixture fails instead of passing unseen.
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+REQUIRE_CONFORMANCE = "PLTD_REQUIRE_CONFORMANCE"
+
+
+def missing(what: str) -> None:
+    """Skip for `what` (named in the reason), or fail where the run requires conformance tests to run."""
+    if os.environ.get(REQUIRE_CONFORMANCE, "") not in ("", "0"):
+        pytest.fail(f"{what}; {REQUIRE_CONFORMANCE} is set (as .ci/run sets it), so this test must run", pytrace=False)
+    pytest.skip(f"{what} (set {REQUIRE_CONFORMANCE}=1 to make this a failure)", allow_module_level=True)
+
+
+def conformance_files(*paths: Path) -> None:
+    """Every path exists, or `missing` names the first that does not."""
+    for path in paths:
+        if not Path(path).is_file():
+            missing(f"{path} not found (the shared conformance folder beside the checkout: {CONFORMANCE})")
+
+
+def conformance_module(name: str, install: str):
+    """The module, or `missing` naming it and how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"package {name} is not installed (pip install {install})")
 
 
 def jpeg_bytes(size=(64, 48), mode="RGB", seed=0, **save) -> bytes:

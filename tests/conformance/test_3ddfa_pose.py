@@ -15,7 +15,6 @@ Outside truth:
 from __future__ import annotations
 
 from math import asin, atan2, cos, degrees
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,9 @@ from pltd.pose import mean_pose
 from pltd.stages.landmarks import tddfa
 from pltd.stages.landmarks.geometry import nme
 from pltd.stages.landmarks.views import make_views
+from tests.helpers import CONFORMANCE, conformance_files
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "300w_lp" / "IBUG_image_008_1_0"
+FIXTURE = CONFORMANCE / "300w_lp" / "IBUG_image_008_1_0"
 
 
 def matrix2angle_3ddfa_v2(r: np.ndarray) -> tuple[float, float, float]:
@@ -40,8 +40,7 @@ def matrix2angle_3ddfa_v2(r: np.ndarray) -> tuple[float, float, float]:
 
 @pytest.fixture(scope="module")
 def fixture():
-    if not FIXTURE.with_suffix(".mat").is_file():
-        pytest.skip(f"{FIXTURE}.mat not found (the shared conformance folder beside the checkout)")
+    conformance_files(FIXTURE.with_suffix(".mat"), FIXTURE.with_suffix(".jpg"))
     mat = scipy.io.loadmat(FIXTURE.with_suffix(".mat"))
     img = np.asarray(Image.open(FIXTURE.with_suffix(".jpg")).convert("RGB"))
     truth = np.degrees(mat["Pose_Para"][0][[1, 0, 2]])  # yaw, pitch, roll

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -23,14 +22,14 @@ import scipy.io
 from PIL import Image
 
 from pltd.stages.landmarks.ibug import MIRROR68
+from tests.helpers import CONFORMANCE, conformance_files
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "300w_lp" / "IBUG_image_008_1_0"
+FIXTURE = CONFORMANCE / "300w_lp" / "IBUG_image_008_1_0"
 
 
 @pytest.mark.slow
 def test_build_labels_the_render_and_its_mirror_with_the_right_yaw(tmp_path):
-    if not FIXTURE.with_suffix(".mat").is_file():
-        pytest.skip(f"{FIXTURE}.mat not found (the shared conformance folder beside the checkout)")
+    conformance_files(FIXTURE.with_suffix(".mat"), FIXTURE.with_suffix(".jpg"))
     root = tmp_path / "300W_LP"
     (root / "IBUG").mkdir(parents=True)
     (root / "IBUG_Flip").mkdir()

@@ -9,8 +9,6 @@ ground truth's sqrt(w·h)). Before the convention fix the label was yaw +9° on 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.io
@@ -20,14 +18,14 @@ from pltd.stages.landmarks.geometry import nme
 from pltd.stages.landmarks.ibug import MIRROR68
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.stage import Models, label_image
+from tests.helpers import CONFORMANCE, conformance_files
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "300w_lp" / "IBUG_image_008_1_0"
+FIXTURE = CONFORMANCE / "300w_lp" / "IBUG_image_008_1_0"
 
 
 @pytest.fixture(scope="module")
 def cases():
-    if not FIXTURE.with_suffix(".mat").is_file():
-        pytest.skip(f"{FIXTURE}.mat not found (the shared conformance folder beside the checkout)")
+    conformance_files(FIXTURE.with_suffix(".mat"), FIXTURE.with_suffix(".jpg"))
     img = np.asarray(Image.open(FIXTURE.with_suffix(".jpg")).convert("RGB"))
     mat = scipy.io.loadmat(FIXTURE.with_suffix(".mat"))
     pt2d = mat["pt2d"].T.astype(float)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 from math import cos, radians, sin
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +29,9 @@ from pltd.stages.landmarks.geometry import ALL_POINTS, fit_pose
 from pltd.stages.landmarks.ibug import MIRROR68
 from pltd.stages.landmarks.mean_face import load_mean_face, normalise, shipped_default
 from pltd.trainer.losses.landmark import lambda_p
+from tests.helpers import CONFORMANCE, conformance_files
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "300w_lp" / "IBUG_image_008_1_0"
+FIXTURE = CONFORMANCE / "300w_lp" / "IBUG_image_008_1_0"
 
 
 def face3d_angle2matrix_3ddfa(pitch: float, yaw: float, roll: float) -> np.ndarray:
@@ -53,8 +53,7 @@ def face3d_render(vertices: np.ndarray, pose_para: np.ndarray, height: int) -> n
 
 @pytest.fixture(scope="module")
 def fixture():
-    if not FIXTURE.with_suffix(".mat").is_file():
-        pytest.skip(f"{FIXTURE}.mat not found (the shared conformance folder beside the checkout)")
+    conformance_files(FIXTURE.with_suffix(".mat"), FIXTURE.with_suffix(".jpg"))
     mat = scipy.io.loadmat(FIXTURE.with_suffix(".mat"))
     width, height = Image.open(FIXTURE.with_suffix(".jpg")).size
     return mat["pt2d"].T.astype(float), mat["Pose_Para"][0].astype(float), width, height

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pltd.pipeline.cli import app
-from tests.helpers import folder_manifest
+from tests.helpers import conformance_module, folder_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -300,7 +300,7 @@ def test_a_build_is_quiet_its_logs_are_in_run_logs_and_its_outputs_are_typed(tmp
     shown = CliRunner().invoke(app, ["inspect", str(run)])
     ident = next(line for line in shown.output.splitlines() if line.startswith("stage identities"))
     assert ident.endswith("s wall") and "thresholds 0.9000, 0.9000" in ident
-    datasets = pytest.importorskip("datasets")
+    datasets = conformance_module("datasets", "datasets")
     ds = datasets.load_dataset(str(run / "pltd"), split="train")
     rows = json.loads((run / "pltd" / "dataset.json").read_text())["rows"]
     assert isinstance(ds.features["image"], datasets.Image) and ds.num_rows == rows > 0

@@ -23,8 +23,9 @@ from pltd.pipeline.hf import features, front_matter
 from pltd.pipeline.layout import RunLayout
 from pltd.pipeline.shards import write_shard
 from pltd.schemas import PLTD
+from tests.helpers import conformance_module
 
-datasets = pytest.importorskip("datasets")
+datasets = conformance_module("datasets", "datasets")  # the Hugging Face reader the shards must satisfy
 
 
 def _rows(n: int) -> list[dict]:
