@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/sample
 
-.PHONY: setup sample test test-fast lint bench clean
+.PHONY: setup sample test test-fast lint docs wheel bench clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,docs]'
 	# facenet-pytorch pins torch<2.3 and torchvision: take its model code only (README, Install)
 	$(BIN)/pip install -q --no-deps facenet-pytorch==2.6.0
 	# 3DDFA_V2's ONNX teacher and the Basel Face Model arrays (files only; it pins openvino and more)
@@ -36,8 +36,16 @@ test: lint
 test-fast: setup
 	$(BIN)/pytest -m "not slow"
 
+# the manual: broken links, missing pages and drifted references fail (a test runs it too)
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+# the wheel and the sdist in dist/ (README, Install)
+wheel: setup
+	$(BIN)/python -m build --no-isolation
+
 bench: setup
 	$(BIN)/python benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site dist build

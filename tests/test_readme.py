@@ -12,12 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DOCS = sorted((REPO / "docs").glob("*.md"))
 BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
 
 
+def _text() -> str:
+    """The README and every page of the manual, one after the other."""
+    return "\n".join(p.read_text() for p in [README, *DOCS])
+
+
 def _blocks(kind: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README.read_text()) if lang == kind]
+    return [body for lang, body in BLOCK.findall(_text()) if lang == kind]
 
 
 def test_readme_has_yaml_blocks():
@@ -56,14 +63,14 @@ def _commands() -> set[str]:
 def test_commands_named_in_the_readme_exist():
     known = _commands()
     named = set()
-    for lang, body in BLOCK.findall(README.read_text()):
+    for lang, body in BLOCK.findall(_text()):
         if lang not in ("", "bash", "sh", "console"):
             continue
         for line in body.splitlines():
             m = re.match(r"\s*(?:\S*/)?pltd\s+([a-z][a-z0-9-]*)(?:\s+([a-z][a-z0-9-]*))?", line)
             if m:
                 named.add(m.group(1) if f"{m.group(1)} {m.group(2)}" not in known else f"{m.group(1)} {m.group(2)}")
-    assert named, "the README names no pltd command"
+    assert named, "the README and the manual name no pltd command"
     assert sorted(n for n in named if n.split()[0] not in known) == []
 
 
@@ -88,7 +95,7 @@ def test_flags_named_in_the_readme_exist():
     option of that command or of `pltd` itself (`-v`, `-q`, `--version`)."""
     known = _commands()
     missing = []
-    for lang, body in BLOCK.findall(README.read_text()):
+    for lang, body in BLOCK.findall(_text()):
         if lang not in ("", "bash", "sh", "console"):
             continue
         command = None
@@ -114,3 +121,28 @@ def test_readme_stands_alone():
     text = README.read_text()
     assert re.findall(r"\.\./[\w./-]+\.md\b", text) == []
     assert re.findall(r"\]\(\.\./", text) == []
+
+
+def test_readme_is_a_front_door():
+    """The README stays short (the manual holds the rest) and links into the manual's pages."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    for page in ("getting-started", "manifests", "clusters", "pltd-format", "labels"):
+        assert f"(docs/{page}.md" in text
+
+
+def test_readme_manifest_is_the_paper_manifest():
+    """The one-screen manifest in the README is manifests/paper.yaml (comments aside)."""
+    shown = [yaml.safe_load(b) for b in _blocks_of(README, "yaml")]
+    assert yaml.safe_load((REPO / "manifests" / "paper.yaml").read_text()) in shown
+
+
+def _blocks_of(path: Path, kind: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(path.read_text()) if lang == kind]
+
+
+def test_no_narration_in_the_documents():
+    """Figures state the machine by its specs; no narration of a day's conditions, no issue numbers."""
+    for path in [README, *DOCS]:
+        found = re.findall(r"engineers|load average|issue [0-9]", path.read_text(), re.I)
+        assert found == [], path.name
