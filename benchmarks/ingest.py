@@ -24,8 +24,9 @@ from rich.console import Console
 
 from pltd.pipeline.cluster import WORKER_CONFIG
 from pltd.pipeline.jobs import ingest_compute
+from pltd.pipeline.partition import Job, PartitionTask, execute
 from pltd.pipeline.plan import make_plan
-from pltd.pipeline.runner import PartitionTask, execute, run_stage
+from pltd.pipeline.runner import run_stage
 from pltd.stages.ingest import IngestSettings
 from pltd.stages.readers.base import Source
 from pltd.stages.readers.folders import ImageFolderOptions
@@ -107,11 +108,11 @@ def main() -> None:
 
         def jobs(run):
             return [
-                (PartitionTask(run, "ingest", "ms1m", p), ingest_compute, (run_loop, rec, p, full))
+                Job(PartitionTask(run, "ingest", "ms1m", p), ingest_compute, (run_loop, rec, p, full))
                 for p in range(n_parts)
             ]
 
-        _, t_loop = timed(lambda: [execute(t, c, a, {}) for t, c, a in jobs(str(tmp / "loop"))])
+        _, t_loop = timed(lambda: [execute(j.task, j.compute, j.args, {}) for j in jobs(str(tmp / "loop"))])
         results["loop_seconds"] = t_loop
         for workers in (1, 2):
             with (

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from pltd.pipeline import storage
 from pltd.pipeline.layout import RunLayout
-from pltd.pipeline.runner import PartitionTask, write_partition
+from pltd.pipeline.partition import PartitionTask, write_partition
 from pltd.pipeline.verify import size_problems, verify_run
 from pltd.schemas import REJECTED
 

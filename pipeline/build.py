@@ -17,12 +17,14 @@ from pltd.pipeline import lock, storage
 from pltd.pipeline.catalog import STAGE_NAMES, STAGES
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.layout import RunLayout, part_rows
+from pltd.pipeline.partition import Job, PartitionTask
 from pltd.pipeline.plan import make_plan
 from pltd.pipeline.publish import publish
 from pltd.pipeline.reconcile import print_reconciliation, reconcile
-from pltd.pipeline.runner import PartitionTask, run_stage
+from pltd.pipeline.runner import run_stage
 from pltd.pipeline.stage import PACKAGES, BuildContext, Stage
 from pltd.pipeline.text import counts_text
+from pltd.pipeline.watch import NoWorkersError, Watch
 from pltd.stages.readers.base import Source, get_reader
 
 
@@ -38,6 +40,15 @@ def disk_full(path: str) -> str:
     return f"no space left on device writing {path}; free space and rerun the same command (complete parts are kept)"
 
 
+def no_workers(exc: NoWorkersError, ctx: BuildContext, resume: str | None) -> str:
+    """The one line a build without workers stops with: since when, what is kept, how to go on."""
+    layout = ctx.layout
+    done = sum(len(layout.complete_parts(st, s.name)) for st in STAGE_NAMES for s in ctx.sources)
+    return f"{exc}; {done} complete partition(s) are kept in {ctx.run}; once workers are back, resume with: " + (
+        resume or "the same command"
+    )
+
+
 def sources_of(manifest: Manifest) -> list[Source]:
     return [Source(s.name, s.format, s.root, s.reader_options()) for s in manifest.sources]
 
@@ -45,6 +56,9 @@ def sources_of(manifest: Manifest) -> list[Source]:
 def stages_to_run(manifest: Manifest, until: str | None) -> list[Stage]:
     if until is not None and until not in STAGE_NAMES:
         raise StartupError(f"--until {until}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
+    unknown = sorted(set(manifest.limits.partition_seconds) - set(STAGE_NAMES))
+    if unknown:
+        raise StartupError(f"limits.partition_seconds.{unknown[0]}: unknown stage; stages: {', '.join(STAGE_NAMES)}")
     last = STAGE_NAMES.index(until) if until else len(STAGES)
     return [s for i, s in enumerate(STAGES) if i <= last and s.enabled(manifest)]
 
@@ -145,12 +159,12 @@ def plan(ctx: BuildContext) -> None:
         )
 
 
-def run_partition_stage(ctx: BuildContext, stage: Stage) -> None:
+def run_partition_stage(ctx: BuildContext, stage: Stage, watch: Watch | None = None) -> None:
     manifest = ctx.manifest
     meta = {"stage": stage.name, "manifest": manifest.name, "settings_hash": stage.settings_hash(manifest)}
     settings = stage.settings(manifest)
     jobs = [
-        (PartitionTask(ctx.run, stage.name, s.name, part), stage.compute, (ctx.layout, s, part, settings))
+        Job(PartitionTask(ctx.run, stage.name, s.name, part), stage.compute, (ctx.layout, s, part, settings))
         for s, part in ctx.partitions()
     ]
     resources = {"GPU": 1} if ctx.gpu_workers and stage.wants_gpu(manifest) else None
@@ -164,6 +178,8 @@ def run_partition_stage(ctx: BuildContext, stage: Stage) -> None:
         resources=resources,
         shared=lambda: stage.shared(ctx),
         keys=lambda task: stage.row_keys(ctx.layout, sources[task.source], task.part),
+        time_limit=manifest.limits.partition_seconds.get(stage.name),
+        watch=watch,
     )
     if result.disk_full:
         raise BuildError(disk_full(result.disk_full))
@@ -193,11 +209,15 @@ def build(
     console: Console,
     until: str | None = None,
     worker_logs: str | None = None,
+    resume: str | None = None,
 ) -> dict:
     """Run the manifest's stages; returns the reconciliation report (also in RUN/).
 
     `worker_logs`: a folder for the local workers' stderr (MediaPipe/TFLite/absl logging); None
-    leaves it on the terminal."""
+    leaves it on the terminal. `resume`: the command that resumes this build, for the messages of
+    stops that leave complete partitions behind."""
+    from distributed.scheduler import NoWorkerError
+
     from pltd.pipeline.cluster import ClusterError, connect, dashboard_link, reachable
 
     t0 = time.perf_counter()
@@ -208,7 +228,7 @@ def build(
         reachable(profile)  # a dead scheduler address is a start-up error, before RUN is touched
     except ClusterError as exc:
         raise StartupError(str(exc)) from None
-    fresh, refused = not storage.exists(run), False
+    fresh, refused, watch = not storage.exists(run), False, None
     try:
         held = lock.acquire(ctx.layout, say=console.print)  # one writer per run
     except lock.LockHeld as exc:
@@ -219,6 +239,8 @@ def build(
         dataset = None
         with connect(profile, worker_logs) as client:
             ctx.client = client
+            restarts = profile.worker_restarts if profile.kind == "local" else 0
+            watch = Watch(client, console, manifest.limits, restarts)
             workers = client.scheduler_info().get("workers", {})
             ctx.gpu_workers = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU"))
             link = dashboard_link(client)
@@ -238,7 +260,7 @@ def build(
                     seconds = round(time.perf_counter() - started, 3)
                     storage.write_json(ctx.layout.stats(stage.name), {"kind": "global", "wall_seconds": seconds})
                 else:
-                    run_partition_stage(ctx, stage)
+                    run_partition_stage(ctx, stage, watch)
                 stage.after(ctx)
             report = reconcile(ctx.layout, ctx.images_in(), per_image[-1], per_image)
             if stages[-1] is STAGES[-1]:  # the whole catalog ran: cut the PLTD
@@ -248,6 +270,10 @@ def build(
         return _finish(ctx, stages, report, dataset, until, time.perf_counter() - t0)
     except storage.NoSpaceError as exc:
         raise BuildError(disk_full(exc.filename)) from None
+    except NoWorkersError as exc:
+        raise BuildError(no_workers(exc, ctx, resume)) from None
+    except NoWorkerError:  # a task outside the runner (planning, a global stage) met the scheduler's timeout
+        raise BuildError(no_workers(watch.no_workers(), ctx, resume)) from None
     except StartupError:
         refused = fresh
         raise

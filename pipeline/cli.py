@@ -114,8 +114,9 @@ def build(
         with stderr_to(logs and f"{sample_dir}.log"):  # MediaPipe labels the sample's 300W-LP part here
             console.print(f"embedded sample: {make_sample(sample_dir)}")
     console.print(f"manifest [bold]{m.name}[/] ({path}) → {out}; cluster: {cluster or 'default profile'}")
+    again = _resume_build(manifest, out, cluster, cluster_file, root, until)
     try:
-        run_build(m, str(path), out, profile, list(force), console, until=until, worker_logs=logs)
+        run_build(m, str(path), out, profile, list(force), console, until=until, worker_logs=logs, resume=again)
     except SourceError as exc:
         _fail(str(exc))
     except StartupError as exc:
@@ -124,6 +125,17 @@ def build(
         _fail(str(exc), code=1)
     except ClusterError as exc:
         _fail(str(exc), code=1)
+
+
+def _resume_build(manifest, out: str, cluster, cluster_file, root: list[str], until) -> str:
+    """The command that resumes this build: the same flags, without --force (resume, not redo)."""
+    import shlex
+
+    again = ["pltd", "build", *([str(manifest)] if manifest else []), "--out", out]
+    again += ["--cluster", cluster] if cluster else []
+    again += ["--cluster-file", str(cluster_file)] if cluster_file else []
+    again += [a for r in root for a in ("--root", r)] + (["--until", until] if until else [])
+    return shlex.join(again)
 
 
 def _check_out(out: str) -> str | None:

@@ -44,6 +44,8 @@ class LocalProfile(_Profile):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "3GiB"
     dashboard_address: str = "127.0.0.1:0"
+    # times the build starts again workers whose nanny closed (pipeline/watch.py) before it stops without workers
+    worker_restarts: int = Field(3, ge=0)
 
     @field_validator("dashboard_address")
     @classmethod
@@ -208,9 +210,13 @@ def make_local_cluster(p: LocalProfile):
     so no stage opens a CUDA context there. Stages without the resource run on every worker."""
     from distributed import LocalCluster
 
+    from pltd.pipeline.watch import no_workers_timeout
+
     n = p.n_workers or os.cpu_count() or 1
     devices = gpu_devices(min(gpu_count(), n))
-    with dask.config.set(WORKER_CONFIG):  # the nannies hand this config to their workers
+    # the scheduler (in this process) fails tasks queued without any worker after the same time as the
+    # build's watch stops the build
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{no_workers_timeout()}s"}):
         cluster = LocalCluster(
             n_workers=0 if devices else n,  # with GPUs, every worker's spec is set below before it starts
             threads_per_worker=p.threads_per_worker,
@@ -218,6 +224,7 @@ def make_local_cluster(p: LocalProfile):
             memory_limit=p.memory_limit,
             host="127.0.0.1",  # scheduler, nannies and workers: loopback only
             dashboard_address=p.dashboard_address,
+            config=WORKER_CONFIG,  # each nanny hands it to its worker, also to workers started again later
         )
         if devices:
             cls, options = cluster.new_spec["cls"], cluster.new_spec["options"]

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pltd.pipeline.watch import Limits
 from pltd.stages.assemble import AssembleSettings
 from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter
 from pltd.stages.landmarks.settings import LandmarkSettings
@@ -147,6 +148,7 @@ class Manifest(Strict):
     landmarks: LandmarkSettings = LandmarkSettings()
     identities: IdentitiesConfig | None = None  # without it, embeddings and identities are not run
     output: AssembleSettings = AssembleSettings()
+    limits: Limits = Limits()  # time limits per partition (pipeline/watch.py); in no stage's settings hash
 
     @field_validator("sources")
     @classmethod

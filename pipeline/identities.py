@@ -7,7 +7,7 @@ from rich.console import Console
 
 from pltd.pipeline import storage
 from pltd.pipeline.config import IdentitiesConfig
-from pltd.pipeline.runner import PartitionTask
+from pltd.pipeline.partition import PartitionTask
 from pltd.stages.identities.centroids import combine, partial_sums
 from pltd.stages.identities.dedup import DedupSettings
 from pltd.stages.identities.search import SearchSettings

@@ -1,4 +1,4 @@
-"""Isolating an image that crashes its worker: a task may compute part of a partition.
+"""Isolating an image that crashes its worker or hangs: a task may compute part of a partition.
 
 A native crash (a segfault in dlib, MediaPipe or OpenCV) kills the worker process; Dask retries the
 task on another worker and, after `distributed.scheduler.allowed-failures` deaths, gives up with
@@ -7,12 +7,16 @@ stage sees only that half's rows. `scope(stage, ids)` sets, for the task's threa
 stage may see (by image id; ingest's plan rows by item: `Stage.row_keys`); `restrict` (called by
 `storage.read_table` and `plan.read_partition`, which every stage's compute reads its inputs
 through) applies it. A half that still crashes is split again
-until one image is left: that image becomes a rejected row with reason `worker_crash`.
+until one image is left: that image becomes a rejected row with reason `worker_crash`. A partition
+that runs past its stage's time limit (manifest `limits.partition_seconds`) is bisected the same way,
+and an image that alone still runs past it is rejected with reason `timeout`.
 
 Test-only hook: with `PLTD_TEST_ABORT_ON=<image_id>` (or `<stage>:<image_id>`) in a worker's
 environment, a task of that stage whose input rows include that image calls `os.abort()` — a real
 crash of the worker process, as a native fault would be. Ingest's input rows are plan rows, keyed by
-item: there the hook names the item (`ingest:id3/0008.jpg`). Never set it outside tests.
+item: there the hook names the item (`ingest:id3/0008.jpg`). `PLTD_TEST_HANG_ON` (same form) makes
+such a task sleep for an hour instead: a hang, as a native call that never returns would be. Never
+set either outside tests.
 """
 
 from __future__ import annotations
@@ -20,14 +24,28 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 ABORT_ENV = "PLTD_TEST_ABORT_ON"
+HANG_ENV = "PLTD_TEST_HANG_ON"
 KEYS = ("image_id", "item")  # what rows are keyed by: stage rows by image id, plan rows (ingest's input) by item
 WORKER_CRASH = "worker_crash"
+TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Lost:
+    """An image a bisection narrowed a loss down to: it alone killed the worker, or ran past the limit."""
+
+    image_id: str
+    reason: str  # WORKER_CRASH or TIMEOUT
+    detail: str
+
 
 # (stage, image ids the task may see or None for the whole partition); None outside runner tasks
 _scope: contextvars.ContextVar[tuple[str, frozenset[str] | None] | None] = contextvars.ContextVar(
@@ -53,19 +71,19 @@ def restrict(table: pa.Table) -> pa.Table:
     stage, ids = current
     if ids is not None:
         table = table.filter(pc.is_in(table.column(key), value_set=pa.array(sorted(ids), pa.string())))
-    _test_abort(stage, table.column(key))
+    if _test_target(ABORT_ENV, stage, table.column(key)):
+        os.abort()  # test-only: a real crash of the worker process (SIGABRT), see the module docstring
+    if _test_target(HANG_ENV, stage, table.column(key)):
+        time.sleep(3600)  # test-only: a hang, see the module docstring
     return table
 
 
-def _test_abort(stage: str, keys: pa.ChunkedArray) -> None:
-    target = os.environ.get(ABORT_ENV)
+def _test_target(env: str, stage: str, keys: pa.ChunkedArray) -> bool:
+    target = os.environ.get(env)
     if not target:
-        return
+        return False
     want_stage, _, image_id = target.rpartition(":")
-    if want_stage and want_stage != stage:
-        return
-    if image_id in set(keys.to_pylist()):
-        os.abort()  # test-only: a real crash of the worker process (SIGABRT), see the module docstring
+    return (not want_stage or want_stage == stage) and image_id in set(keys.to_pylist())
 
 
 def halves(ids: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -73,9 +91,10 @@ def halves(ids: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return ids[:mid], ids[mid:]
 
 
-def crash_rows(ids: list[str], source: str, stage: str, detail: str) -> pa.Table:
-    """Rejected rows (schema REJECTED) for images that crashed their worker on their own."""
+def lost_rows(lost: list[Lost], source: str, stage: str) -> pa.Table:
+    """Rejected rows (schema REJECTED) for images that crashed their worker, or hung, on their own."""
     from pltd.schemas import REJECTED
 
-    rows = [{"image_id": i, "source": source, "stage": stage, "reason": WORKER_CRASH, "detail": detail} for i in ids]
+    rows = [{"image_id": x.image_id, "source": source, "stage": stage, "reason": x.reason, "detail": x.detail}
+            for x in lost]  # fmt: skip
     return pa.Table.from_pylist(rows, schema=REJECTED)

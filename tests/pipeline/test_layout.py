@@ -13,7 +13,7 @@ import pytest
 
 from pltd.pipeline import storage
 from pltd.pipeline.layout import RunLayout, part_files, part_number, part_rows, read_parts
-from pltd.pipeline.runner import PartitionTask
+from pltd.pipeline.partition import PartitionTask
 
 
 @pytest.fixture(params=["memory", "local"])

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from pltd import worker_cache
 from pltd.pipeline import storage
-from pltd.pipeline.runner import PartitionTask, execute, run_stage
+from pltd.pipeline.partition import Job, PartitionTask, execute
+from pltd.pipeline.runner import run_stage
 from pltd.schemas import REJECTED
 
 
@@ -51,7 +52,7 @@ def client():
 
 
 def jobs(run, n_parts, fail_on=None):
-    return [(PartitionTask(str(run), "toy", "src", p), numbers, (p, 7, fail_on)) for p in range(n_parts)]
+    return [Job(PartitionTask(str(run), "toy", "src", p), numbers, (p, 7, fail_on)) for p in range(n_parts)]
 
 
 def test_partitions_written_with_markers_then_skipped(client, tmp_path):

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from pltd.pipeline import storage
 from pltd.pipeline.cli import app
 from pltd.pipeline.layout import RunLayout
-from pltd.pipeline.runner import PartitionTask, run_stage
+from pltd.pipeline.partition import Job, PartitionTask
+from pltd.pipeline.runner import run_stage
 from pltd.pipeline.shards import write_shard
 from pltd.pipeline.verify import verify_run
 from tests.pipeline.test_runner import numbers
@@ -35,7 +36,7 @@ def client():
 
 
 def jobs(run, n):
-    return [(PartitionTask(str(run), "toy", "src", p), numbers, (p, 7)) for p in range(n)]
+    return [Job(PartitionTask(str(run), "toy", "src", p), numbers, (p, 7)) for p in range(n)]
 
 
 def task(run, p) -> PartitionTask:
