@@ -10,6 +10,10 @@
 - `pose_mae`, `nme`, `yaw_binned_nme`: AFLW2000-3D / BIWI. NME by sqrt(w·h) of the ground-truth
   68-point box and the |yaw| bins [0, 30], (30, 60], > 60 with the mean of the three bin means, as
   3DDFA's `benchmark_aflw2000.py` (`calc_nme`, `ana`); the |angle| ≤ 99° pose filter is counted.
+  `nme(..., points=INNER51)`: the 51 inner points (17–67) with the same normaliser; `pose_bias`: the
+  mean signed error on the same faces as `pose_mae`.
+- `spearman`, `keep_most_confident`: how well a per-sample confidence ranks the true error (the
+  label report's "keep the X % most confident → NME" table).
 - `failure_rate_auc`, `ced`: failure rate and AUC of the cumulative error distribution up to a
   threshold, as PIPNet's `compute_fr_and_auc` (the definition the 300W/WFLW literature reports).
 """
@@ -59,9 +63,8 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, fars=(1e-6, 1e-5, 1e-4, 1
 
 def pose_mae(pred: np.ndarray, truth: np.ndarray, limit: float | None = 99.0) -> dict:
     """MAE per axis and mean (degrees; yaw wrapped), over samples whose |angles| ≤ limit (counted)."""
-    pred, truth = np.asarray(pred, float), np.asarray(truth, float)
-    keep = np.all(np.abs(truth) <= limit, axis=1) if limit is not None else np.ones(len(truth), bool)
-    err = np.abs((pred[keep] - truth[keep] + 180.0) % 360.0 - 180.0)
+    err, keep = pose_errors(pred, truth, limit)
+    err = np.abs(err)
     out = {"n": int(keep.sum()), "excluded": int((~keep).sum())}
     if keep.any():
         out |= {"yaw": float(err[:, 0].mean()), "pitch": float(err[:, 1].mean()), "roll": float(err[:, 2].mean())}
@@ -69,11 +72,19 @@ def pose_mae(pred: np.ndarray, truth: np.ndarray, limit: float | None = 99.0) ->
     return out
 
 
-def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-sample NME: mean point distance / sqrt(w·h) of the ground-truth box. (N, 68, 2) inputs."""
+INNER51 = np.arange(17, 68)  # brows, nose, eyes, mouth: the points that mean the same in 2D- and 3D-style labels
+
+
+def nme(pred: np.ndarray, truth: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample NME: mean point distance / sqrt(w·h) of the ground-truth 68-point box. (N, 68, 2)
+    inputs; `points` (indices, e.g. `INNER51`) averages over those points only, with the same
+    normaliser (the box of all 68 ground-truth points), so NME68 and inner-51 share a scale."""
     pred, truth = np.asarray(pred, float).reshape(-1, 68, 2), np.asarray(truth, float).reshape(-1, 68, 2)
     wh = truth.max(axis=1) - truth.min(axis=1)
-    return np.linalg.norm(pred - truth, axis=2).mean(axis=1) / np.sqrt(wh[:, 0] * wh[:, 1])
+    dist = np.linalg.norm(pred - truth, axis=2)
+    if points is not None:
+        dist = dist[:, points]
+    return dist.mean(axis=1) / np.sqrt(wh[:, 0] * wh[:, 1])
 
 
 def yaw_bins(yaw: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,14 +94,68 @@ def yaw_bins(yaw: np.ndarray) -> dict[str, np.ndarray]:
     return {"0-30": a <= 30, "30-60": (a > 30) & (a <= 60), "60-90": a > 60}
 
 
-def yaw_binned_nme(pred: np.ndarray, truth: np.ndarray, yaw: np.ndarray) -> dict:
-    """NME (%) per 3DDFA |yaw| bin, `mean` = mean of the three bin means (3DDFA's headline figure),
-    `all` = mean over faces."""
-    e = nme(pred, truth) * 100
+def binned(errors: np.ndarray, yaw: np.ndarray) -> dict:
+    """Per-face errors (already in %) per 3DDFA |yaw| bin; `mean` = mean of the bin means (3DDFA's
+    headline figure, over the bins that have faces), `all` = mean over faces."""
+    e = np.asarray(errors, float)
     out = {k: {"nme": float(e[m].mean()) if m.any() else None, "n": int(m.sum())} for k, m in yaw_bins(yaw).items()}
     vals = [v["nme"] for v in out.values() if v["nme"] is not None]
     out["mean"] = float(np.mean(vals)) if vals else None
     out["all"] = float(e.mean()) if len(e) else None
+    return out
+
+
+def yaw_binned_nme(pred: np.ndarray, truth: np.ndarray, yaw: np.ndarray, points: np.ndarray | None = None) -> dict:
+    """NME (%) per 3DDFA |yaw| bin, `mean` = mean of the three bin means (3DDFA's headline figure),
+    `all` = mean over faces; `points` as in `nme`."""
+    return binned(nme(pred, truth, points) * 100, yaw)
+
+
+def pose_errors(pred: np.ndarray, truth: np.ndarray, limit: float | None = 99.0) -> tuple[np.ndarray, np.ndarray]:
+    """Signed errors pred − truth (degrees, wrapped to [−180, 180)) of the samples whose |angles| ≤
+    limit, and the mask of those samples."""
+    pred, truth = np.asarray(pred, float).reshape(-1, 3), np.asarray(truth, float).reshape(-1, 3)
+    keep = np.all(np.abs(truth) <= limit, axis=1) if limit is not None else np.ones(len(truth), bool)
+    return (pred[keep] - truth[keep] + 180.0) % 360.0 - 180.0, keep
+
+
+def pose_bias(pred: np.ndarray, truth: np.ndarray, limit: float | None = 99.0) -> dict:
+    """Mean signed error per axis (degrees; + = the prediction is larger), over the same samples as
+    `pose_mae`: a systematic offset that the MAE hides."""
+    err, keep = pose_errors(pred, truth, limit)
+    out = {"n": int(keep.sum())}
+    if keep.any():
+        out |= {"yaw": float(err[:, 0].mean()), "pitch": float(err[:, 1].mean()), "roll": float(err[:, 2].mean())}
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank); None under 3 pairs or a constant side."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def keep_most_confident(expected_error: np.ndarray, errors: dict[str, np.ndarray], percents=(50, 70, 90, 100)) -> list:
+    """For each X in `percents`: keep the ceil(X % · n) samples of lowest `expected_error` (the most
+    confident; NaN counts as least confident, ties by order) and report the mean of each error array
+    over them, with the largest expected error kept (the threshold a user would set)."""
+    conf = np.asarray(expected_error, float)
+    order = np.argsort(np.where(np.isnan(conf), np.inf, conf), kind="stable")
+    out = []
+    for pct in percents:
+        k = int(np.ceil(len(conf) * pct / 100 - 1e-9))
+        kept = order[:k]
+        row = {
+            "percent": pct,
+            "n": k,
+            "threshold": float(np.nanmax(conf[kept])) if k and not np.isnan(conf[kept]).all() else None,
+        }
+        row |= {name: float(np.asarray(e, float)[kept].mean()) if k else None for name, e in errors.items()}
+        out.append(row)
     return out
 
 

@@ -16,6 +16,10 @@ def markdown(kind: str, r: dict) -> str:
                   for k, v in res.items()]  # fmt: skip
         lines += ["", "insightface's protocol: flip-summed normalised embeddings, 10 folds, threshold on the "
                   "squared Euclidean distance (grid 0–4, step 0.01)."]  # fmt: skip
+    elif kind == "labels" and "methods" in res:
+        from pltd.trainer.evaluation.labels import markdown_lines
+
+        lines += markdown_lines(res)
     elif kind == "ijbc":
         fars = list(res["tar_at_far"])
         lines += [
