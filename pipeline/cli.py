@@ -369,6 +369,7 @@ def train(
     except ValueError as exc:
         _fail(str(exc))
     _check_data(data)
+    from pltd.trainer.guard import Diverged
     from pltd.trainer.loop import train as run  # torch: imported once the flags are known to be right
 
     if resume and not (out / "checkpoint.pt").is_file():
@@ -383,6 +384,8 @@ def train(
         result = run(cfg, str(data), str(out), max_steps=max_steps, resume=resume)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    except Diverged as exc:
+        _fail(f"training diverged: {exc}", 3)
     except KeyboardInterrupt:
         _fail(f"interrupted; the last checkpoint (if any) resumes with: {shlex.join(again)}", 130)
     if result["interrupted"]:

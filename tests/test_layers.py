@@ -49,7 +49,10 @@ def _imports(path: Path, module: str, known: set[str]) -> set[str]:
                 base = ".".join(
                     package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
                 )
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # `from pkg import child` imports the module pkg.child; any other name is read from
+            # pkg's __init__, which is then an edge of its own (the one a package circle runs through)
+            names = subs + ([base] if any(s not in known for s in subs) else [])
         for n in names:
             if n.startswith("pltd"):
                 # the longest known module this name refers to
@@ -73,10 +76,8 @@ def test_no_upward_imports():
     assert upward == []
 
 
-def test_no_import_circles():
-    graph = _graph()
-    # package __init__ files re-exporting their children are not circles of code
-    edges = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of a graph: its strongly connected components of more than one module."""
     index, low, stack, on, circles = {}, {}, [], set(), []
 
     def visit(v: str) -> None:  # Tarjan's strongly connected components
@@ -103,4 +104,33 @@ def test_no_import_circles():
     for v in edges:
         if v not in index:
             visit(v)
-    assert circles == []
+    return circles
+
+
+def test_no_import_circles():
+    """Consistency: no two modules import each other, a package `__init__` and its children included."""
+    assert _circles(_graph()) == []
+
+
+def test_a_package_init_circle_is_found(tmp_path):
+    """Consistency of the checker itself: a child reading a name from its package's `__init__`, which
+    imports the child, is a circle (pltd.networks was one until `_registry.py`, issue 20); importing a
+    sibling module through the package (`from pkg import child`) is not."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pltd.pkg import child\nREG = {}\n")
+    (pkg / "child.py").write_text("from pltd.pkg import REG\n")
+    (pkg / "sibling.py").write_text("from pltd.pkg import child\n")
+    mods = {"pltd.pkg": pkg / "__init__.py", "pltd.pkg.child": pkg / "child.py", "pltd.pkg.sibling": pkg / "sibling.py"}
+    graph = {m: _imports(p, m, set(mods)) for m, p in mods.items()}
+    assert graph == {
+        "pltd.pkg": {"pltd.pkg.child"},
+        "pltd.pkg.child": {"pltd.pkg"},
+        "pltd.pkg.sibling": {"pltd.pkg.child"},
+    }
+    assert _circles(graph) == [["pltd.pkg", "pltd.pkg.child"]]
+    (pkg / "child.py").write_text("from pltd.pkg.registry import REG\n")  # the fix: a module of its own
+    mods["pltd.pkg.registry"] = pkg / "registry.py"
+    (pkg / "registry.py").write_text("REG = {}\n")
+    graph = {m: _imports(p, m, set(mods)) for m, p in mods.items()}
+    assert _circles(graph) == []

@@ -47,6 +47,7 @@ class TrainConfig(BaseModel):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float | None = 5.0
+    diverge_factor: float | None = Field(100.0, gt=1)  # stop when loss > this × its running mean (null: NaN/inf only)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = True
     compile: bool = True  # torch.compile on CUDA (CPU runs stay eager); false: eager everywhere

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from pltd.trainer.config import TrainConfig
 from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset, to_model_input, worker_init
+from pltd.trainer.guard import NEVER, Diverged, DivergenceGuard
 from pltd.trainer.model import TaskModel
 from pltd.trainer.runtime import CheckpointWriter, Progress, StopRequest, duration, say
 from pltd.trainer.sampling import Balance, Selection
@@ -235,6 +236,8 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     stop = StopRequest()
     stop.install()
     progress = Progress(total, step, cfg.progress_seconds)
+    guard = DivergenceGuard(cfg.diverge_factor)
+    good_step = step if resume else None  # the step of the last checkpoint known good
     last: dict[str, torch.Tensor] = {}
     t0, seen, since = time.perf_counter(), 0, 0
     loader = loader_for(ds, cfg, workers, device)
@@ -258,7 +261,13 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                 last = train_step(wrapped, to_device(batch, device, cl), optimizer, scheduler, scaler, cfg, device)
                 n = len(batch["image"])
                 step, done_in_epoch, seen, since = step + 1, b + 1, seen + n, since + n
+                guard.observe(step, last)
                 log_now = step % cfg.log_every == 0 or step == total
+                checkpoint_now = step % cfg.checkpoint_every == 0 and step < total
+                # before anything logs or saves this step's state; every step on the CPU (a host sync
+                # is free there), else where the loop syncs anyway (under DDP: where the ranks agree)
+                if log_now or checkpoint_now or (world == 1 and (device.type == "cpu" or progress.due(step))):
+                    _check_divergence(guard, world, device)
                 if main and (log_now or progress.due(step)):
                     values = as_floats(last)  # the only host sync: logging steps
                     if log_now:
@@ -269,14 +278,16 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                         since = 0
                 if main and cfg.verification and step % cfg.verify_every == 0:
                     _verify(model, cfg, device, out_dir, step)
-                if main and step % cfg.checkpoint_every == 0 and step < total:
+                if main and checkpoint_now:
                     ckpt.save(ckpt_path, state(), step)
+                    good_step = step
                 stopped = _stopping(stop, world, device, log_now)
                 if step >= total or stopped:
                     break
             if step >= total or stopped:
                 break
             epoch, done_in_epoch = epoch + 1, 0
+        _check_divergence(guard, world, device)  # the steps since the last check, before the final checkpoint
         if main:
             if ckpt.last_step != step:
                 ckpt.save(ckpt_path, state(), step, wait=True)
@@ -289,12 +300,30 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                     from pltd.trainer.export import export_onnx
 
                     say(f"ONNX: {', '.join(str(p) for p in export_onnx(model, cfg.tasks, cfg.input_size, out_dir))}")
+    except Diverged as exc:
+        kept = (f"kept the last good checkpoint {ckpt_path} (step {good_step})" if good_step is not None
+                else f"no checkpoint before it (checkpoint_every {cfg.checkpoint_every})")  # fmt: skip
+        raise Diverged(f"{exc}; {kept}. Lower lr (or diverge_factor: null to ignore explosions), "
+                       f"or look at that step's data rows") from None  # fmt: skip
     finally:
         stop.restore()
         ckpt.wait()
         if writer is not None:
             writer.close()
     return {"step": step, "epoch": epoch, "last": as_floats(last), "interrupted": stop.name if stopped else None}
+
+
+def _check_divergence(guard: DivergenceGuard, world: int, device: torch.device) -> None:
+    """Raise `Diverged` if a loss went non-finite or exploded; under DDP every rank raises together
+    (the first bad step, all-reduced), so none waits in a collective for a rank that stopped."""
+    if world == 1:
+        guard.check()
+        return
+    first = torch.tensor([guard.first_bad_step()], device=device)
+    torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MIN)
+    if int(first.item()) < NEVER:
+        guard.check()  # this rank's own account, when it is the rank that diverged
+        raise Diverged(f"step {int(first.item())}: another rank's loss diverged (see its message)")
 
 
 def _stopping(stop: StopRequest, world: int, device: torch.device, sync_point: bool) -> bool:

@@ -5,6 +5,12 @@
 A network returns a dict (`embedding`, `landmarks`, `pose`) or a plain tensor that the tasks
 split: 139 outputs → 136 landmark fractions + 3 angles (the teacher); 1 output → blink logit.
 
+Units: landmarks in fractions of the input side (Wing, MSE and λ_P alike), pose in degrees. With
+them L_total's weights reproduce the paper's loss convergence ratios (Table 10): at a 1-pixel error
+per coordinate at 112 px, 2° of pose and L_FR = 10, L_FR : 100·L_FLD : 10·L_HPE ≈ 0.29 : 0.13 : 0.58
+against the paper's 0.31 : 0.15 : 0.54 (`tests/trainer/test_loss_balance.py`); in input pixels the
+landmark term would be ≈ 93 % of the total.
+
 Options from related systems (off by default, so that the losses are exactly the paper's):
 `loss_weighting: uncertainty` replaces the fixed weights by learned log-variances (`losses/weighting.py`; the loss
 dict then carries `weight_*` and `log_var_*`); `pose_head: 6d | heatmap_6d` trains the pose branch
@@ -74,18 +80,23 @@ class TaskModel(nn.Module):
         return {"embedding": out}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        cfg, s = self.cfg, self.cfg.input_size
-        out = self.outputs(batch["image"])
+        return self.losses(self.outputs(batch["image"]), batch)
+
+    def losses(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss terms and `loss` = L_total (Eq. 1) of the network's outputs against the batch's labels."""
+        cfg = self.cfg
         losses: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=batch["image"].device)
+        total = torch.zeros((), device=next(iter(out.values())).device)
         if "fr" in cfg.tasks:
             pose = batch["pose"] if cfg.m2 else None
             losses["fr"] = self.margin(out["embedding"], batch["face_id"], pose)
             total = total + losses["fr"]
         if "fld" in cfg.tasks:
-            pred = out["landmarks"].float().view(-1, 68, 2) * s  # in input pixels, as Wing's w = 10 expects
+            # fractions of the input side, as network and reader give them: the units in which Eq. 1's
+            # λ1 = 100 reproduces the paper's loss convergence ratios (Table 10; docs/training.md)
+            pred = out["landmarks"].float().view(-1, 68, 2)
             mode = "dynamic" if cfg.lambda_p == "dynamic" else float(cfg.lambda_p)
-            parts = fld_loss(pred, batch["landmarks"].float() * s, batch["pose"].float(), self.mean_face, mode)
+            parts = fld_loss(pred, batch["landmarks"].float(), batch["pose"].float(), self.mean_face, mode)
             losses |= parts
             total = total + cfg.lambda1 * parts["fld"]
         if "hpe" in cfg.tasks:

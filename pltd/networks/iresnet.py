@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from pltd.networks import register
+from pltd.networks._registry import register
 from pltd.networks.heads import HeatmapGuide, pose_outputs
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from pltd.networks import register
+from pltd.networks._registry import register
 from pltd.schemas import LANDMARKS_POSE
 
 

@@ -3,7 +3,6 @@ continues to the same final state, and only what resuming and the pipeline need 
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -16,20 +15,11 @@ import torch
 
 from pltd.trainer.config import load_config
 from pltd.trainer.loop import train
-from tests.trainer.test_training import TINY, face_shards, losses
+from tests.trainer.test_training import TINY, losses
 
 PLTD_CMD = str(Path(sys.executable).parent / "pltd")
 SETS = [*(a for s in TINY if not s.startswith("num_workers") for a in ("--set", s)),
         "--set", "num_workers=1", "--set", "progress_seconds=0.01"]  # fmt: skip
-
-
-@pytest.fixture
-def pltd(tmp_path):
-    d = tmp_path / "pltd"
-    d.mkdir()
-    face_shards(d)
-    (d / "dataset.json").write_text(json.dumps({"identities": 9}))
-    return d
 
 
 @pytest.mark.slow

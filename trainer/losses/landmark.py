@@ -36,7 +36,8 @@ def lambda_p(pred: torch.Tensor, pose: torch.Tensor, mean_face: torch.Tensor) ->
 
 def fld_loss(pred: torch.Tensor, target: torch.Tensor, pose: torch.Tensor, mean_face: torch.Tensor,
              mode: str | float = "dynamic") -> dict[str, torch.Tensor]:  # fmt: skip
-    """L_FLD (Eq. 3) on (B, 68, 2) points in input pixels; mode: "dynamic" (λ_P of Eq. 9) or a number."""
+    """L_FLD (Eq. 3) on (B, 68, 2) points in fractions of the input side (the trainer's units, Table 10);
+    mode: "dynamic" (λ_P of Eq. 9, scale-free) or a number."""
     lam = lambda_p(pred, pose, mean_face) if mode == "dynamic" else torch.tensor(float(mode), device=pred.device)
     l_wing = wing(pred, target)
     l_mse = ((pred - target) ** 2).sum(dim=-1).mean()  # Eq. 5: squared point distance, mean over points

@@ -1,18 +1,21 @@
-"""Wing loss (Feng et al. 2018; Eq. 4), on landmark coordinates in input pixels.
+"""Wing loss (Feng et al. 2018; Eq. 4), on landmark coordinates as fractions of the input side.
 
 wing(x) = w · ln(1 + |x| / ε)   if |x| < w
           |x| − C               otherwise,   C = w − w · ln(1 + w / ε);   w = 10, ε = 2
 
-Reduction — a choice, the paper (Lee et al. 2024) is silent. Feng et al. and mmpose's `WingLoss`
+Units — the paper's numbers decide them (Lee et al. 2024, Table 10, the loss convergence ratio
+L_FR : λ1·L_FLD : λ2·L_HPE). pltd's trainer gives Wing fractions of the input side (1 px at 112 px
+= 0.0089), so with w = 10, ε = 2 every error is on the logarithmic branch, nearly linear there:
+wing ≈ (w/ε)·|x| = 5·|x|, 0.045 per coordinate at 1 px. Then λ1 = 100 makes 100·L_FLD ≈ 4.5 beside
+an L_FR ≈ 10 and 10·L_HPE ≈ 20 at 2°: the paper's 0.31 : 0.15 : 0.54. In input pixels the same
+error gives 10·ln 1.5 ≈ 4.05 per coordinate, 100·L_FLD ≈ 405, 93 % of the total, which no row of
+Table 10 shows (`tests/trainer/test_loss_balance.py` checks all 16 rows; docs/training.md).
+
+Reduction — a choice, the paper is silent. Feng et al. and mmpose's `WingLoss`
 (`torch.mean(torch.sum(losses, dim=[1, 2]), dim=0)`) sum over the 136 coordinates of a face and
-average over the batch (`reduction="sum"`). pltd's default averages over coordinates too
-(`reduction="mean"`, 136× smaller), because of λ1 = 100 in L_total = L_FR + 100·L_FLD + 10·L_HPE
-(Eq. 1): at a 2-pixel error on every coordinate Wing is 10·ln 2 ≈ 6.9 per coordinate, so
-100·L_FLD ≈ 690 with the mean but ≈ 94,000 with the sum, against an L_FR (CosFace, s = 64) of
-≈ 10–45 and 10·L_HPE ≈ 30–300; with the sum the face-recognition term would carry about 1/10,000 of
-the gradient and λ2 = 10 would no longer matter. With the mean the landmark term is still the
-largest (≈ 20× L_FR at 2 px, ≈ 10× at 0.5 px) but the three terms stay within one to two orders of
-magnitude, which is what weights of 1, 100 and 10 suggest. `sum` is there to reproduce mmpose.
+average over the batch (`reduction="sum"`). pltd averages over coordinates too (`reduction="mean"`,
+136× smaller), again because of Table 10: with the sum, 100·L_FLD at 1 px would be ≈ 600 against
+L_FR ≈ 10. `sum` is there to reproduce mmpose.
 """
 
 from __future__ import annotations
