@@ -486,7 +486,11 @@ def eval_labels(
     run: Annotated[str, typer.Argument(help="Run directory whose sources include ground truth.")],
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval"),
 ) -> None:
-    """The PLTD's pseudo-labels against ground truth: NME by yaw bin and pose MAE, per method."""
+    """A run's pseudo-labels against the ground truth of its aflw2000 / 300w_lp rows, per yaw bin.
+
+    For the label and one pass of each source: NME68 and inner-51 NME per |yaw| bin, pose MAE and
+    signed bias; the accepted share, accepted vs rejected NME, and how well fit_error ranks the error
+    (Spearman; keep the X % most confident → NME)."""
     from pltd.pipeline.show import _tables
     from pltd.trainer.evaluation.labels import label_metrics
 
