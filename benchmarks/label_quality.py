@@ -150,16 +150,32 @@ def make_aligned_set(root: Path, names: list[str], out: Path, size: int = 112) -
 # ---- rows and runs ------------------------------------------------------------------------------
 
 
-def ingest_rows(root: Path, run: Path, name: str, limit: int | None, boxes: bool) -> pa.Table:
-    """Ingest rows of an `aflw2000` source read by the real reader; without `boxes`, bbox = None."""
+def box_sources(folder: Path, names: list[str]) -> dict:
+    """How the stage will box the 112 set's rows (no dataset box): MediaPipe's detection or, where it
+    finds none, the aligned-face region (stages/landmarks/detect.py)."""
+    from PIL import Image
+
+    from pltd.stages.landmarks.detect import FaceDetector
+
+    det = FaceDetector()
+    found = sum(
+        bool(det.det.process(np.asarray(Image.open(folder / f"{n}.jpg").convert("RGB"))).detections) for n in names
+    )
+    return {"detected": found, "aligned_region": len(names) - found}
+
+
+def ingest_rows(root: Path, run: Path, name: str, names: list[str], boxes: bool) -> pa.Table:
+    """Ingest rows of an `aflw2000` source read by the real reader, the photos `names` only, in the
+    order of their names; without `boxes`, bbox = None."""
+    import pyarrow.compute as pc
+
     src = Source(name, "aflw2000", str(root), ReaderOptions())
     make_plan(str(run), src, 100_000)
     rows, rejected = ingest_partition(src, read_partition(str(run), src.name, 0), IngestSettings())
     if rejected.num_rows:
         print(f"{name}: {rejected.num_rows} rows rejected by the reader: {rejected.column('reason').to_pylist()}")
-    rows = rows.sort_by("image_id")
-    if limit:
-        rows = rows.slice(0, limit)
+    stems = pa.array([Path(p).stem for p in rows.column("source_path").to_pylist()])
+    rows = rows.append_column("_stem", stems).filter(pc.is_in(stems, pa.array(names))).sort_by("_stem").drop(["_stem"])
     if not boxes:
         i = rows.schema.get_field_index("bbox")
         rows = rows.set_column(i, rows.schema.field(i), pa.nulls(rows.num_rows, rows.schema.field(i).type))
@@ -243,10 +259,11 @@ def main() -> None:
     sets = {}
     for set_name in args.sets.split(","):
         if set_name == "full":
-            sets["full"] = ingest_rows(args.root, tmp / "run-full", "aflw2000", args.limit, boxes=True)
+            sets["full"] = ingest_rows(args.root, tmp / "run-full", "aflw2000", names, boxes=True)
         elif set_name == "112":
             make_aligned_set(args.root, names, tmp / "aflw2000_112")
-            sets["112"] = ingest_rows(tmp / "aflw2000_112", tmp / "run-112", "aflw2000_112", args.limit, boxes=False)
+            sets["112"] = ingest_rows(tmp / "aflw2000_112", tmp / "run-112", "aflw2000_112", names, boxes=False)
+            boxes_112 = box_sources(tmp / "aflw2000_112", names)
         else:
             raise SystemExit(f"unknown set {set_name!r} (full, 112)")
     configs = {k: CONFIGS[k] for k in args.configs.split(",")}
@@ -258,6 +275,8 @@ def main() -> None:
             for mir in (True, False)
         ]
     results: dict = {"images": len(names), "root": str(args.root), "configs": {}, "date": time.strftime("%Y-%m-%d")}
+    if "112" in sets:
+        results["boxes_112"] = boxes_112
     for set_name, cname, fields in runs:
         s, missing = settings_of(fields)
         if missing:
@@ -285,6 +304,12 @@ def main() -> None:
             r = results["configs"].get(f"{set_name} / {cname}")
             if r is not None:
                 lines.append(summary_row(set_name, title, r["report"]["methods"][method]))
+    if "boxes_112" in results:
+        b = results["boxes_112"]
+        lines += [
+            "",
+            f"112 set boxes: {b['detected']} by MediaPipe's detector, {b['aligned_region']} the aligned-face region",
+        ]
     lines += ["", "Ratios (same process, same photos):"]
     for set_name in sets:
         d, b = results["configs"].get(f"{set_name} / default"), results["configs"].get(f"{set_name} / {BASELINE}")
