@@ -71,19 +71,24 @@ def check(ctx: BuildContext, stages: list[Stage]) -> None:
         fs, root = src.fs()
         if src.name not in may_be_empty and fs.isdir(root) and not fs.ls(root):  # an empty folder: no listing
             raise StartupError(_empty(src))
-    for stage in stages:
-        for field, (required, path) in stage.model_files(ctx.manifest).items():
-            if path is None and required:
-                raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")
-            if path is not None and not storage.exists(path):
-                kind, hint = _file_kind(field)
-                raise StartupError(f"{field}: {kind} {path} not found{hint}")
+    for stage in stages:  # packages first: a missing package explains its missing shipped files
         for pkg in sorted(stage.packages(ctx.manifest)):
             if importlib.util.find_spec(pkg) is None:
                 raise StartupError(
                     f"stage '{stage.name}' needs the package {pkg!r} with these settings, and it is not installed: "
                     f"pip install {PACKAGES.get(pkg, pkg)}"
                 )
+        for field, (required, path) in stage.model_files(ctx.manifest).items():
+            if path is None and required:
+                raise StartupError(f"{field} is required by the chosen backend: name the model file in the manifest")
+            if path is not None and not storage.exists(path):
+                kind, hint = _file_kind(field)
+                raise StartupError(f"{field}: {kind} {path} not found{hint}")
+        for choice in stage.backends(ctx.manifest):  # inside the files: task, architecture, shapes
+            try:
+                choice.check()
+            except (OSError, ValueError) as exc:
+                raise StartupError(str(exc)) from None
 
 
 def _file_kind(field: str) -> tuple[str, str]:

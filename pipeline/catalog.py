@@ -6,6 +6,7 @@ Computes run on workers; each reads its inputs through the run's layout and retu
 
 from __future__ import annotations
 
+from pltd.backends import Choice
 from pltd.pipeline import storage
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.layout import RunLayout, read_parts
@@ -41,21 +42,16 @@ class Landmarks(Stage):
     sections = ("landmarks",)
     clears = ("audit",)
 
-    def wants_gpu(self, manifest: Manifest) -> bool:
-        return manifest.landmarks.teacher == "resnet50" or manifest.landmarks.blink == "resnet18"
+    def backends(self, manifest: Manifest) -> list[Choice]:
+        return list(manifest.landmarks.backends().values())
 
     def packages(self, manifest: Manifest) -> set[str]:
-        lm = manifest.landmarks
-        need = {"mediapipe"}  # the face detector, for images without a box
-        need |= {"dlib"} if lm.teacher == "dlib68" else {"torch"}
-        need |= {"torch"} if lm.blink == "resnet18" else set()
-        return need
+        return super().packages(manifest) | {"mediapipe"}  # the face detector, for images without a box
 
     def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
         lm = manifest.landmarks
         return {
-            "landmarks.teacher_checkpoint": (lm.teacher == "resnet50", lm.teacher_checkpoint),
-            "landmarks.blink_checkpoint": (lm.blink == "resnet18", lm.blink_checkpoint),
+            **super().model_files(manifest),
             "landmarks.index_map": (False, lm.index_map),
             "landmarks.mean_face": (False, lm.mean_face if lm.mean_face != "shipped" else None),
         }
@@ -124,20 +120,8 @@ class Embeddings(Stage):
         return EmbedSettings(tuple(ident.networks), tuple(ident.checkpoints), tuple(ident.architectures),
                              tuple(ident.onnx))  # fmt: skip
 
-    def wants_gpu(self, manifest: Manifest) -> bool:
-        return any(n not in ("dlib", "onnx") for n in manifest.identities.networks)  # onnx: as the landmark roles
-
-    def packages(self, manifest: Manifest) -> set[str]:
-        nets = set(manifest.identities.networks)
-        need = ({"dlib"} & nets) | ({"torch"} if nets - {"dlib", "onnx"} else set()) | ({"facenet_pytorch"} & nets)
-        return need | ({"onnxruntime", "onnx"} if "onnx" in nets else set())
-
-    def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
-        ident = manifest.identities
-        return {
-            f"identities.checkpoints.{k}": (net != "dlib", ckpt)
-            for k, (net, ckpt) in enumerate(zip(ident.networks, ident.checkpoints, strict=True))
-        }
+    def backends(self, manifest: Manifest) -> list[Choice]:
+        return manifest.identities.backends()
 
     def compute(self, layout: RunLayout, source: Source, part: int, settings):
         rows = storage.read_table(layout.output("landmarks", source.name, part))

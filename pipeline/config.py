@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from pltd.backends import Choice
 from pltd.pipeline.watch import Limits
 from pltd.stages.assemble import AssembleSettings
 from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter
@@ -76,14 +77,11 @@ class SourceConfig(Strict):
 class IdentitiesConfig(Strict):
     """Algorithm 2 settings: two face-recognition networks, their thresholds, the FAISS search."""
 
-    networks: list[Literal["dlib", "checkpoint", "insightface", "onnx", "facenet"]] = Field(
-        default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2
-    )
+    # registered face-recognition backends (stages/identities/networks.py `NETWORKS`)
+    networks: list[str] = Field(default_factory=lambda: ["dlib", "dlib"], min_length=2, max_length=2)
     checkpoints: list[str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
     # insightface backbone.pth: the IResNet it holds, per network (stages/identities/networks.py)
-    architectures: list[Literal["iresnet18", "iresnet34", "iresnet50", "iresnet100"] | None] = Field(
-        default_factory=lambda: [None, None], min_length=2, max_length=2
-    )
+    architectures: list[str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
     # onnx: an adapter per network, or a preset's name (insightface, insightface_mxnet, pltd_embedding);
     # null: insightface's preset chosen from the graph as insightface does
     onnx: list[OnnxAdapter | str | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
@@ -98,6 +96,27 @@ class IdentitiesConfig(Strict):
     nlist: int | None = Field(None, ge=1)  # IVF lists; None: sqrt(indexed identities)
     nprobe: int = Field(16, ge=1)  # IVF lists searched per query
     gpu: bool = True  # faiss-gpu fp16 brute force (fp32 re-scoring) when faiss sees a GPU
+
+    @field_validator("networks")
+    @classmethod
+    def _known_networks(cls, v: list[str]) -> list[str]:
+        from pltd.stages.identities.networks import NETWORKS
+
+        for k, name in enumerate(v):
+            if name not in NETWORKS:
+                raise ValueError(f"networks.{k}: unknown network {name!r}; known: {', '.join(NETWORKS.names())}")
+        return v
+
+    @field_validator("architectures")
+    @classmethod
+    def _known_architectures(cls, v: list[str | None]) -> list[str | None]:
+        from pltd.stages.identities.networks import INSIGHTFACE_ARCHITECTURES
+
+        for k, arch in enumerate(v):
+            if arch is not None and arch not in INSIGHTFACE_ARCHITECTURES:
+                known = ", ".join(INSIGHTFACE_ARCHITECTURES)
+                raise ValueError(f"architectures.{k}: unknown architecture {arch!r}; known: {known}")
+        return v
 
     @field_validator("onnx")
     @classmethod
@@ -128,6 +147,21 @@ class IdentitiesConfig(Strict):
         """Network k's backend options beyond its name and weights file (`create_network`'s kw)."""
         opts = {"architecture": self.architectures[k], "adapter": self.onnx[k]}
         return {key: v for key, v in opts.items() if v is not None}
+
+    def backends(self) -> list[Choice]:
+        """Each network's backend, the options it is built with and their manifest fields (start-up checks)."""
+        from pltd.stages.identities.networks import NETWORKS
+
+        fields = ("checkpoint", "checkpoints"), ("architecture", "architectures"), ("adapter", "onnx")
+        return [
+            Choice(
+                f"identities.networks.{k}",
+                NETWORKS.get(name),
+                {"checkpoint": self.checkpoints[k], **self.network_options(k)},
+                {option: f"identities.{field}.{k}" for option, field in fields},
+            )
+            for k, name in enumerate(self.networks)
+        ]
 
     @model_validator(mode="after")
     def _thresholds_or_pairs(self) -> IdentitiesConfig:

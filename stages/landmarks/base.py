@@ -8,9 +8,11 @@ The sources live in `sources.py` (dlib68, MediaPipe's graph, pltd's ResNet50, `o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 
+from pltd.backends import Backend
 from pltd.registry import Registry
 from pltd.schemas import LANDMARK_COORDS
 from pltd.stages.landmarks.views import View
@@ -24,7 +26,18 @@ class Sample:
     mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
 
 
-SOURCES = Registry("landmark source")
+class LandmarkSource(Backend):
+    """A landmark source: `source(views) -> [Sample | None]`, built with the keyword arguments the stage
+    passes every source (`mean_face`, `index_map`, `passes`, …; a source takes what it needs, `**_`
+    the rest). Beyond `Backend`'s declarations it states its roles and its output contract."""
+
+    roles: ClassVar[tuple[Literal["teacher", "second"], ...]] = ("teacher",)  # manifest fields it may fill
+    # "3d": jaw points 0–16 are fixed model vertices, not the visible outline (algorithm.spread_points)
+    jaw_style: ClassVar[Literal["2d", "3d"]] = "2d"
+    pose_is_fitted: ClassVar[bool]  # True: samples carry pose None and the stage fits it (FittedPose)
+
+
+SOURCES: Registry[type[LandmarkSource]] = Registry("landmark source")
 register = SOURCES.register
 
 
@@ -32,7 +45,12 @@ def create_source(name: str, **kwargs):
     return SOURCES.create(name, **kwargs)
 
 
-class FittedPose:
+def source_names(role: str) -> list[str]:
+    """The registered sources that may fill `role` ("teacher" or "second")."""
+    return [n for n in SOURCES.names() if role in SOURCES.get(n).roles]
+
+
+class FittedPose(LandmarkSource):
     """A source whose pose is a fit of its landmarks (the mean 3D face), not a network's estimate:
     its samples carry pose None and the stage fits the poses it needs, batched
     (`algorithm.fill_fitted_poses`), so that `Sample.pose` is always a pose or None."""

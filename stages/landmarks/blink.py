@@ -3,13 +3,19 @@
 Eyes are named by their iBUG points: eye 0 = points 36–41 (the subject's right eye, on the image's
 left), eye 1 = points 42–47. Backends: `mediapipe_ear`, the eye aspect ratio (Soukupová & Čech,
 2016) of the FaceMesh eyelids mapped linearly to σ = clip((EAR_OPEN − EAR) / (EAR_OPEN −
-EAR_CLOSED), 0, 1); and `resnet18`, the paper's blink network (a checkpoint of `pltd train
---preset blink`: one logit per 64x64 eye crop).
+EAR_CLOSED), 0, 1); `resnet18`, the paper's blink network (a checkpoint of `pltd train
+--preset blink`: one logit per 64x64 eye crop); `onnx` (onnx_backend.py); `none`. They form a
+registry (`BLINKS`), each declaring what it reads: the second source's mesh or the teacher's eye crops.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import numpy as np
+
+from pltd.backends import Backend
+from pltd.registry import Registry
 
 # FaceMesh eyelid vertices, EAR order p1..p6 (corner, upper, upper, corner, lower, lower), per iBUG eye.
 EAR_INDICES = ((33, 160, 158, 133, 153, 144), (362, 385, 387, 263, 373, 380))
@@ -56,16 +62,64 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray, size: int = 64) -> list[
     return crops
 
 
-class ResNetBlink:
+class BlinkBackend(Backend):
+    """A blink backend; `reads` says what the stage hands it (stage.blink_sigmas)."""
+
+    reads: ClassVar[Literal["mesh", "eye_crops", "nothing"]]
+
+    def __init__(self, **_):
+        pass
+
+
+BLINKS: Registry[type[BlinkBackend]] = Registry("blink backend")
+
+
+@BLINKS.register("mediapipe_ear")
+class EarBlink(BlinkBackend):
+    """σ from the eye aspect ratio of the second source's FaceMesh eyelids (`sigma_from_ear`)."""
+
+    reads = "mesh"
+
+
+@BLINKS.register("none")
+class NoBlink(BlinkBackend):
+    """No blink estimate: upper eyelids are left as the sources put them."""
+
+    reads = "nothing"
+
+
+class CropBlink(BlinkBackend):
+    """A network over the teacher's eye crops of side `size`: `backend(crops) -> σ` per crop."""
+
+    reads = "eye_crops"
+    size: int
+
+
+@BLINKS.register("resnet18")
+class ResNetBlink(CropBlink):
     """The paper's eye-blink network: σ = sigmoid(logit) per eye crop, batched."""
 
-    def __init__(self, checkpoint: str | None, device: str | None = None):
+    packages = ("torch",)
+    wants_gpu = True
+    TASK = "blink"
+
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_):
+        return {"checkpoint": (True, checkpoint)}
+
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, **_):
+        from pltd.checkpoints import load_model
+
+        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))
+
+    def __init__(self, checkpoint: str | None, device: str | None = None, **_):
         import torch
 
         from pltd.checkpoints import load_model
 
         self.torch = torch
-        self.model, ckpt = load_model(checkpoint, task="blink", role="landmarks.blink_checkpoint")
+        self.model, ckpt = load_model(checkpoint, task=self.TASK, role="landmarks.blink_checkpoint")
         self.size = int(ckpt["input_size"])
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)

@@ -122,6 +122,9 @@ class BatchedMesh(FittedPose):
     """FaceMesh's network on the known face region of every view, all views in one call; 468 → 68
     through the index map; pose by fitting the mean face (as `mediapipe_graph`)."""
 
+    roles = ("second",)
+    packages = ("ai_edge_litert", "mediapipe")  # LiteRT runs the network file mediapipe's wheel ships
+
     def __init__(self, mean_face: np.ndarray | None, index_map: np.ndarray, passes: int = 2, threads: int = 1, **_):
         self.net = _network(threads)
         self.mean_face, self.index_map, self.passes = mean_face, index_map, passes

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from pltd.stages.landmarks.base import LandmarkSource, resized, samples_from_139
+from pltd.stages.landmarks.blink import BLINKS, CropBlink
 from pltd.validation import Strict
 
 Decoding = Literal["landmarks_pose_139", "3ddfa_62", "blink_logit", "embedding"]
@@ -92,6 +94,39 @@ def session(path: str, batched: bool = True, threads: int = 0):
     return ort.InferenceSession(dynamic_batch(data) if batched else data, opts, providers=providers())
 
 
+def shape_problems(inputs: list, outputs: list, a: OnnxAdapter) -> list[str]:
+    """How a graph's input and output dimensions (int, or None where symbolic) differ from what the
+    adapter feeds and decodes: a file of another network."""
+    size = a.input_size
+    want = [None, 3, size, size] if a.layout == "nchw" else [None, size, size, 3]
+    problems = []
+    if len(inputs) == 4 and any(
+        isinstance(g, int) and w is not None and g != w for g, w in zip(inputs, want, strict=True)
+    ):
+        shown = lambda dims: "×".join("N" if d is None else str(d) for d in dims)  # noqa: E731
+        problems.append(f"input {shown(inputs)}, the adapter feeds {shown(want)} ({a.layout}, input_size {size})")
+    width, got = OUTPUT_WIDTH[a.decoding], outputs[-1] if outputs else None
+    if isinstance(got, int) and width is not None and got != width:
+        problems.append(f"output width {got}, decoding {a.decoding!r} needs {width}")
+    return problems
+
+
+def check_onnx(path: str, a: OnnxAdapter, field: str) -> None:
+    """Start-up: the graph's shapes against the adapter, read without running it; errors name `field`."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # onnx raises several types for files that are not models
+        raise ValueError(f"{field}: {path} is not a loadable ONNX model: {exc}") from None
+    weights = {w.name for w in graph.initializer}
+    dims = lambda v: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    inputs = [dims(v) for v in graph.input if v.name not in weights]
+    problems = shape_problems(inputs[0] if inputs else [], dims(graph.output[0]) if graph.output else [], a)
+    if problems:
+        raise ValueError(f"{field}: {path} is not the network the adapter describes: {'; '.join(problems)}")
+
+
 def to_input(images: np.ndarray, a: OnnxAdapter) -> np.ndarray:
     """N×S×S×3 uint8 RGB (S = `a.input_size`) → the network's float32 input."""
     x = np.asarray(images)
@@ -112,10 +147,10 @@ class OnnxNetwork:
         self.adapter = adapter
         self.session = session(str(path), True, threads)
         self.input_name = self.session.get_inputs()[0].name
-        width = OUTPUT_WIDTH[adapter.decoding]
-        got = self.session.get_outputs()[0].shape[-1]
-        if isinstance(got, int) and width is not None and got != width:
-            raise ValueError(f"ONNX model {path}: output width {got}, decoding {adapter.decoding!r} needs {width}")
+        out = self.session.get_outputs()[0].shape
+        problems = shape_problems([], [out[-1]] if out else [], adapter)
+        if problems:
+            raise ValueError(f"ONNX model {path}: {'; '.join(problems)}")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         a, outs = self.adapter, []
@@ -128,11 +163,22 @@ class OnnxNetwork:
         return np.zeros((0, width if isinstance(width, int) else 0), np.float32)
 
 
-class OnnxTeacher:
-    """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed."""
+class OnnxTeacher(LandmarkSource):
+    """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed. Built by the
+    `onnx` source (`sources.OnnxSource`), under whose name its samples go."""
 
     name = "onnx"
     pose_is_fitted = False
+    packages = ("onnxruntime", "onnx")
+    wants_gpu = True
+
+    @classmethod
+    def model_files(cls, adapter: OnnxAdapter | None = None, **_):
+        return {"adapter.path": (True, adapter.path if adapter else None)}
+
+    @classmethod
+    def check(cls, where, adapter: OnnxAdapter | None = None, **_):
+        check_onnx(adapter.path, adapter, where("adapter.path"))
 
     def __init__(self, adapter: OnnxAdapter, threads: int = 0, **_):
         if adapter.path is None:
@@ -140,21 +186,36 @@ class OnnxTeacher:
         self.net = OnnxNetwork(adapter.path, adapter, threads)
 
     def __call__(self, views):
-        from pltd.stages.landmarks.base import resized, samples_from_139
-
         if not views:
             return []
         return samples_from_139(self.net(resized(views, self.net.adapter.input_size)), views, self.name)
 
 
-class OnnxBlink:
+@BLINKS.register("onnx")
+class OnnxBlink(CropBlink):
     """The blink role from an ONNX file (`blink_logit`): σ = sigmoid(logit) per eye crop, batched."""
 
-    def __init__(self, adapter: OnnxAdapter | None, threads: int = 0):
+    packages = ("onnxruntime", "onnx")
+    wants_gpu = True
+
+    @classmethod
+    def model_files(cls, adapter: OnnxAdapter | None = None, **_):
+        return {"adapter.path": (True, adapter.path if adapter else None)}
+
+    @classmethod
+    def check(cls, where, adapter: OnnxAdapter | None = None, **_):
+        check_onnx(cls.adapter(adapter).path, adapter, where("adapter.path"))
+
+    @staticmethod
+    def adapter(adapter: OnnxAdapter | None) -> OnnxAdapter:
         if adapter is None or adapter.path is None:
             raise ValueError("landmarks.blink_onnx.path: an .onnx file is required with blink: onnx")
         if adapter.decoding != "blink_logit":
             raise ValueError(f"landmarks.blink_onnx.decoding: {adapter.decoding!r}, expected 'blink_logit'")
+        return adapter
+
+    def __init__(self, adapter: OnnxAdapter | None, threads: int = 0, **_):
+        adapter = self.adapter(adapter)
         self.net = OnnxNetwork(adapter.path, adapter, threads)
         self.size = adapter.input_size
 

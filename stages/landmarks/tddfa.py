@@ -37,9 +37,10 @@ import cv2
 import numpy as np
 
 from pltd.pose import angles_batch
-from pltd.stages.landmarks.base import Sample, register
+from pltd.stages.landmarks import bfm
+from pltd.stages.landmarks.base import LandmarkSource, Sample, register
 from pltd.stages.landmarks.bfm import keypoint_bases, package_file, parameter_statistics
-from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter, OnnxNetwork
+from pltd.stages.landmarks.onnx_backend import PRESETS, OnnxAdapter, OnnxNetwork, check_onnx
 from pltd.stages.landmarks.views import View
 
 SIZE = 120
@@ -110,15 +111,32 @@ def nominal_box(view: View) -> np.ndarray:
 
 
 @register("3ddfa_v2")
-class Tddfa:
+class Tddfa(LandmarkSource):
     """3DDFA_V2 (`mb1_120x120.onnx`) over every view at once; its regressed pose is used."""
 
     pose_is_fitted = False  # a 300W-LP-trained regressor: the pose is the network's
     jaw_style = "3d"  # jaw points 0–16 are fixed vertices (algorithm.spread_points)
+    packages = ("onnxruntime", "onnx", bfm.PACKAGE)
+    wants_gpu = True
+
+    @classmethod
+    def model_files(cls, adapter: OnnxAdapter | None = None, **_):
+        """The network (the adapter's file, else the shipped one) and the decoding's shipped arrays."""
+        shipped = {f"shipped {rel}": (True, str(p) if (p := bfm.package_path(rel)) else None)
+                   for rel in (bfm.STATISTICS, bfm.FACE_MODEL)}  # fmt: skip
+        if adapter is not None and adapter.path is not None:
+            return {"adapter.path": (True, adapter.path), **shipped}
+        return {f"shipped {bfm.WEIGHTS}": (True, str(p) if (p := bfm.package_path(bfm.WEIGHTS)) else None), **shipped}
+
+    @classmethod
+    def check(cls, where, adapter: OnnxAdapter | None = None, **_):
+        a = adapter or PRESETS["3ddfa_v2"]
+        key = "adapter.path" if a.path else f"shipped {bfm.WEIGHTS}"
+        check_onnx(a.path or str(package_file(bfm.WEIGHTS)), a, where(key))
 
     def __init__(self, adapter: OnnxAdapter | None = None, passes: int = 2, threads: int = 0, **_):
         a = adapter or PRESETS["3ddfa_v2"]
-        path = a.path or str(package_file("weights/mb1_120x120.onnx"))
+        path = a.path or str(package_file(bfm.WEIGHTS))
         self.net = OnnxNetwork(path, a, threads)
         self.passes = passes
 

