@@ -75,3 +75,16 @@ def test_a_noisy_but_sane_loss_does_not_stop_training():
     guard.observe(60, {"loss": torch.tensor(2000.0)})
     with pytest.raises(Diverged, match="^step 60: the loss exploded: loss 2000"):
         guard.check()
+
+
+def test_pltd_train_exits_3_with_the_message(pltd, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pltd.pipeline.cli import app
+
+    _spoil(monkeypatch, at_call=3, output="pose", factor=math.inf)
+    sets = [a for s in [*TINY, "checkpoint_every=2"] for a in ("--set", s)]
+    args = ["train", "--preset", "mtl", "--data", str(pltd), "--out", str(tmp_path / "run"), "--max-steps", "6"]
+    res = CliRunner().invoke(app, [*args, *sets])
+    assert res.exit_code == 3
+    assert "training diverged: step 3: the loss term hpe is inf" in " ".join(res.output.split())
