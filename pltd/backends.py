@@ -35,6 +35,25 @@ class Backend:
         OSError naming the manifest field, `where(key)` for a `model_files` key. The files exist when it runs."""
 
 
+class PltdCheckpoint(Backend):
+    """A network read from a checkpoint of `pltd train` (the `checkpoint` option) trained for `TASK`;
+    the start-up look builds it on the CPU, so a file of another task or architecture stops the build."""
+
+    TASK: ClassVar[str]
+    packages = ("torch",)
+    wants_gpu = True
+
+    @classmethod
+    def model_files(cls, checkpoint: str | None = None, **_: Any) -> dict[str, tuple[bool, str | None]]:
+        return {"checkpoint": (True, checkpoint)}
+
+    @classmethod
+    def check(cls, where: Callable[[str], str], checkpoint: str | None = None, **_: Any) -> None:
+        from pltd.checkpoints import load_model
+
+        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))
+
+
 @dataclass(frozen=True)
 class Choice:
     """A backend the manifest chose for one role, with the options it is built with and the manifest

@@ -23,6 +23,7 @@ from pltd.pose import project, rotation
 from pltd.stages.identities.networks import NETWORKS
 from pltd.stages.landmarks.base import SOURCES, FittedPose, Sample, register
 from pltd.stages.landmarks.blink import BLINKS
+from pltd.stages.landmarks.ibug import MIRROR68
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.stage import Models, label_image
 
@@ -43,13 +44,16 @@ def test_the_backend_table_is_the_registries_declarations():
 
 
 YAW = 20.0
+FACE = (70.0, 70.0, 170.0, 170.0)  # source pixels
 
 
 class ToySource(FittedPose):
-    """Step 1 of docs/extending.md: the mean 3D face at yaw 20°, projected into each view's face box."""
+    """Step 1 of docs/extending.md: the mean 3D face at yaw 20° in a fixed place of the source image
+    (`FACE`), seen through each view (mirrored views flipped back to iBUG order), so every view agrees."""
 
     packages = ("numpy",)
     wants_gpu = False
+    jaw_style = "3d"  # its jaw points are the model's vertices, as the PLTD's default jaw
 
     @classmethod
     def model_files(cls, checkpoint: str | None = None, **_):
@@ -58,14 +62,18 @@ class ToySource(FittedPose):
     def __init__(self, mean_face: np.ndarray, checkpoint: str, **_):
         self.mean_face = mean_face
         self.checkpoint = checkpoint
+        face = mean_face - mean_face.mean(axis=0)
+        x0, y0, x1, y1 = FACE
+        self.points = project(
+            face, rotation(YAW, 0.0, 0.0), (x1 - x0) / np.ptp(face[:, 0]), ((x0 + x1) / 2, (y0 + y1) / 2)
+        )
 
     def __call__(self, views):
         out = []
         for v in views:
-            x0, y0, x1, y1 = v.face
-            face = self.mean_face - self.mean_face.mean(axis=0)
-            scale = (x1 - x0) / np.ptp(face[:, 0])
-            pts = project(face, rotation(YAW, 0.0, 0.0), scale, ((x0 + x1) / 2, (y0 + y1) / 2))
+            pts = (self.points - [v.x0, v.y0]) * v.scale
+            if getattr(v, "mirrored", False):
+                pts = np.column_stack([v.image.shape[1] - pts[:, 0], pts[:, 1]])[MIRROR68]
             out.append(Sample(pts, None, self.name))
         return out
 
@@ -99,5 +107,5 @@ def test_a_toy_source_in_one_module_and_one_registration(toy, tmp_path):
     assert isinstance(models.teacher, ToySource) and models.teacher.checkpoint == str(weights)
     image = np.random.default_rng(0).integers(0, 256, (240, 240, 3), dtype=np.uint8)
     fit, _ = label_image(image, np.array([60.0, 60.0, 180.0, 180.0]), "toy-0", s, models)
-    assert fit.reason is None and fit.landmarks.shape == (68, 2)
+    assert fit.reason is None and np.abs(fit.landmarks - models.teacher.points).max() < 0.5  # every view agreed
     assert fit.pose[0] == pytest.approx(YAW, abs=1.0) and abs(fit.pose[1]) < 1.0 and abs(fit.pose[2]) < 1.0

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pltd import worker_cache
-from pltd.backends import Backend
+from pltd.backends import Backend, PltdCheckpoint
 from pltd.registry import Registry
 from pltd.stages.identities.align import arcface_crop
 from pltd.vectors import l2_normalize
@@ -137,14 +137,8 @@ class TorchEmbedder(Backend):
 
 
 @register("checkpoint")
-class CheckpointNetwork(TorchEmbedder):
+class CheckpointNetwork(PltdCheckpoint, TorchEmbedder):
     TASK = "face_recognition"
-
-    @classmethod
-    def check(cls, where, checkpoint: str | None = None, **_):
-        from pltd.checkpoints import load_model
-
-        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))
 
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
         from pltd.checkpoints import load_model

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from pltd.backends import Backend
+from pltd.backends import Backend, PltdCheckpoint
 from pltd.registry import Registry
 
 # FaceMesh eyelid vertices, EAR order p1..p6 (corner, upper, upper, corner, lower, lower), per iBUG eye.
@@ -96,22 +96,10 @@ class CropBlink(BlinkBackend):
 
 
 @BLINKS.register("resnet18")
-class ResNetBlink(CropBlink):
+class ResNetBlink(PltdCheckpoint, CropBlink):
     """The paper's eye-blink network: σ = sigmoid(logit) per eye crop, batched."""
 
-    packages = ("torch",)
-    wants_gpu = True
     TASK = "blink"
-
-    @classmethod
-    def model_files(cls, checkpoint: str | None = None, **_):
-        return {"checkpoint": (True, checkpoint)}
-
-    @classmethod
-    def check(cls, where, checkpoint: str | None = None, **_):
-        from pltd.checkpoints import load_model
-
-        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))
 
     def __init__(self, checkpoint: str | None, device: str | None = None, **_):
         import torch

