@@ -11,7 +11,8 @@ small rotations and photometric changes of that face. Layout:
   duplicate merging has real duplicates to find);
 - `300w_lp/{HELEN,HELEN_Flip}/*.jpg` + `.mat` (pt2d: the mean of dlib's 68-point predictor and
   MediaPipe's mesh on the full-resolution base photo, moved with each render; Pose_Para with
-  yaw = pitch = 0 assumed and roll from the eye line: a reference, not ground truth);
+  yaw = pitch = 0 assumed and roll from the eye line: a reference, not ground truth) and
+  `300w_lp/landmarks/HELEN/*_pts.mat` (pts_3d: the same points with 3DDFA_V2's 3D-style jaw);
 - `calibration/lfw_subset_pairs.bin`: verification pairs (insightface format) from LFW faces
   50–99, which no dataset part uses, to calibrate the face-recognition thresholds;
 - a few deliberately bad files (empty, truncated, text named .jpg, truncated record, .mat without
@@ -31,9 +32,10 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from pltd.stages.landmarks.ibug import MIRROR68 as _MIRROR68
+from pltd.stages.landmarks.ibug import mirror_landmarks
 from pltd.stages.recordio import RecordWriter, pack
 
-SAMPLE_VERSION = "5"  # 5: 300W-LP roll in 300W-LP's own sign (pltd.pose)
+SAMPLE_VERSION = "6"  # 6: 300W-LP landmarks/*_pts.mat (pts_3d); 5: 300W-LP roll in 300W-LP's own sign
 N_PER_ID = 4
 VGG_LFW = range(0, 14)  # + astronaut + hopper
 MS_LFW = range(10, 30)  # + astronaut; 10..13 shared with VGGFace2
@@ -98,6 +100,16 @@ class Faces:
         mesh = create_source("mediapipe_graph", mean_face=None, index_map=load_index_map())([view])[0]
         pts = dlib_pts if mesh is None else (dlib_pts + mesh.landmarks) / 2
         return view.to_source(pts)
+
+    def jaw_3d(self, img: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The 3D-style jaw (points 0–16) of a base photo: one 3DDFA_V2 pass, the style's only source
+        that ships offline (the sample's `landmarks/*_pts.mat`, as 300W-LP ships pts_3d)."""
+        from pltd.stages.landmarks.sources import create_source
+        from pltd.stages.landmarks.views import make_views
+
+        rgb = img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+        view = make_views(rgb, box, 1, 256, seed=0)[0]
+        return view.to_source(create_source("3ddfa_v2", mean_face=None)([view])[0].landmarks)[:17]
 
 
 def _affine(img: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -223,15 +235,22 @@ def _write_300w_lp(faces: Faces, root: Path) -> None:
     for b, key in enumerate(keys, 1):
         img, box = faces.base(key)
         pts = faces.landmarks(img, box)
+        pts3d = np.vstack([faces.jaw_3d(img, box), pts[17:]])  # inner points: the same in both styles
         base = f"HELEN_sample{b:03d}_1"
         for k, flip in enumerate((False, False, False, True, True, True)):
             folder = root / ("HELEN_Flip" if flip else "HELEN")
             folder.mkdir(parents=True, exist_ok=True)
             m = _render_transform(box, (220, 220), roll=(k % 3 - 1) * 15.0, flip=flip)
             out = _affine(img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2), m, (220, 220))
-            lm = _apply(m, pts)
+            lm, lm3d = _apply(m, pts), _apply(m, pts3d)
             if flip:
-                lm = lm[_MIRROR68]
+                lm, lm3d = lm[_MIRROR68], lm3d[_MIRROR68]
+            # 300W-LP's landmarks/<subset>/<stem>_pts.mat (pts_3d) is for the unflipped render: the
+            # reader mirrors it for a _Flip one, so a flipped render's file holds the unflipped points
+            marks = root / "landmarks" / "HELEN"
+            marks.mkdir(parents=True, exist_ok=True)
+            unflipped = mirror_landmarks(lm3d, out.shape[1]) if flip else lm3d
+            scipy.io.savemat(marks / f"{base}_{k}_pts.mat", {"pts_3d": unflipped, "pts_2d": lm})
             eye_l, eye_r = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
             # 300W-LP's roll > 0 turns the face clockwise on screen (pltd.pose): with y pointing
             # down, that is the eye line's angle in image coordinates

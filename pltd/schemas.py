@@ -41,6 +41,11 @@ INGEST = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("bbox", OPT_VECTOR),  # 4 values: face box x0,y0,x1,y1 in source-image pixels; null when unknown
         pa.field("landmarks_gt", OPT_VECTOR),  # 136 values: ground truth 68 points (300W-LP, AFLW2000), else null
+        # the jaw style of landmarks_gt ("2d": visible outline, 300W-LP pt2d; "3d": projected 3D jaw,
+        # AFLW2000-3D pt3d_68), and the ground truth in the other style where the dataset has it
+        # (300W-LP's landmarks/*_pts.mat pts_3d); the landmarks stage keeps the PLTD's `jaw_style`
+        pa.field("landmarks_gt_style", pa.string()),
+        pa.field("landmarks_gt_other", OPT_VECTOR),
         pa.field("pose_gt", OPT_VECTOR),  # 3 values: ground truth yaw, pitch, roll in degrees, else null
         pa.field("base_id", pa.string()),  # 300W-LP: the base photo a render came from
         # face-detection front-end (a source's `detect:`, stages/detect_faces.py): the row is face

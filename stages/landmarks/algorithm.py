@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pltd.pose import mean_pose, mirror
 from pltd.stages.landmarks.blink import adjust_upper_eyes
 from pltd.stages.landmarks.fitting import Fit, Validity, invalid_reason, selective_fit
+from pltd.stages.landmarks.fusion import SourceSamples, consensus, restyle_jaw
 from pltd.stages.landmarks.geometry import RIGID_POINTS, fit_pose_batch
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.sources import Sample
@@ -49,6 +51,8 @@ def pose_mode(s: LandmarkSettings, teacher) -> str:
     """
     if s.pose_from != "auto":
         return s.pose_from
+    if s.fusion == "consensus" and not teacher.pose_is_fitted:
+        return "blend"
     return "fit" if teacher.pose_is_fitted else "teacher"
 
 
@@ -70,13 +74,15 @@ def fill_fitted_poses(samples: list[Sample | None], mean_face: np.ndarray | None
     return out
 
 
-def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray) -> None:
-    """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit."""
+def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray, blend: bool = False) -> None:
+    """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit;
+    "blend": the rotation mean of that fit and the teacher's regressed pose already in the label."""
     done = [x.fit for x in labels if x.fit.landmarks is not None]
     if done:
         poses = fit_pose_batch(np.stack([f.landmarks for f in done]), mean_face)[0]
         for f, p in zip(done, poses, strict=True):
-            f.pose = tuple(float(a) for a in p)
+            fitted = tuple(float(a) for a in p)
+            f.pose = mean_pose(np.array([f.pose, fitted])) if blend and f.pose is not None else fitted
 
 
 def cross_check_poses(labels: list[ImageLabel], rows: list[dict], sizes: list, s: LandmarkSettings, mean_face) -> None:
@@ -106,22 +112,52 @@ def label_views(
     s: LandmarkSettings,
     pose_from: str,
     points: np.ndarray | None = None,
+    styles: tuple[str, str] = ("2d", "2d"),
 ) -> ImageLabel:
-    """Validity per sample, AdjustUpperEyes on the teacher's samples, selective fitting; source pixels."""
+    """Validity per sample, AdjustUpperEyes on the teacher's samples, then the fusion (`s.fusion`):
+    the consensus of the sources (`fusion.consensus`) or the paper's selective fitting; source pixels.
+
+    A mirrored view's samples come back through `View.to_source` (flip and iBUG permutation) and its
+    regressed pose through `pltd.pose.mirror`. `styles`: the teacher's and the second source's jaw
+    styles; only samples of the PLTD's `jaw_style` give the label's jaw points 0–16.
+    """
     validity = Validity(s.min_face_fraction, s.min_x_spread)
-    pts, poses, kinds = [], [], []
+    pts, poses, kinds, mirrored = [], [], [], []
     for v, t, sec, sg in zip(views, teacher, second, sigmas, strict=True):
+        t_pose = None if t is None or t.pose is None else tuple(mirror(t.pose)) if v.mirrored else t.pose
         if t is not None and invalid_reason(t.landmarks, s.view_size, validity) is None:
             lm = adjust_upper_eyes(t.landmarks, sg) if sg is not None else t.landmarks
             pts.append(v.to_source(lm))
-            poses.append(t.pose)
+            poses.append(t_pose)
             kinds.append("teacher")
+            mirrored.append(v.mirrored)
         if sec is not None and invalid_reason(sec.landmarks, s.view_size, validity) is None:
+            sec_pose = None if sec.pose is None else tuple(mirror(sec.pose)) if v.mirrored else sec.pose
             pts.append(v.to_source(sec.landmarks))
-            poses.append(t.pose if pose_from == "teacher" and t is not None and t.pose is not None else sec.pose)
+            poses.append(t_pose if pose_from == "teacher" and t_pose is not None else sec_pose)
             kinds.append("second")
-    if pose_from == "fit":
-        poses = [None] * len(pts)  # the accepted mean landmarks are fitted once (`fit_labels`)
-    fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples, points)
-    given = [x for x in sigmas if x is not None]
+            mirrored.append(v.mirrored)
+    style_of = {"teacher": styles[0], "second": styles[1]}
+    if s.fusion == "consensus":
+        groups = [
+            SourceSamples(
+                np.stack([pts[i] for i in idx]) if idx else np.zeros((0, 68, 2)),
+                np.array([mirrored[i] for i in idx], bool),
+                style_of[kind],
+            )
+            for kind in ("teacher", "second")
+            for idx in [[i for i, k in enumerate(kinds) if k == kind]]
+        ]
+        fit = consensus(groups, s.jaw_style, s.t_d, s.min_samples)
+        if fit.landmarks is not None and pose_from in ("teacher", "blend"):
+            given = [p for p, k in zip(poses, kinds, strict=True) if k == "teacher" and p is not None]
+            fit.pose = mean_pose(np.array(given)) if given else None  # over views and mirrors
+        kinds = sorted(kinds, key=("teacher", "second").index)  # fit.kept indexes the samples by source
+    else:
+        if pose_from in ("fit", "blend"):
+            poses = [None] * len(pts)  # the accepted mean landmarks are fitted once (`fit_labels`)
+        fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples, points)
+        fit = restyle_jaw(fit, pts, [style_of[k] for k in kinds], s.jaw_style)
+    # a mirrored view's eye 0 is the image's eye 1
+    given = [(x[::-1] if v.mirrored else x) for v, x in zip(views, sigmas, strict=True) if x is not None]
     return ImageLabel(fit, kinds, len(pts), np.mean(given, axis=0).tolist() if given else None)

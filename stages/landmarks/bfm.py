@@ -49,6 +49,7 @@ def load_bfm() -> dict[str, np.ndarray]:
     return safe_pickle.load(package_file(FACE_MODEL))
 
 
+@functools.cache  # read once: the decoding of every 3DDFA_V2 batch uses them
 def keypoint_bases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(68, 3) mean shape, (68, 3, 40) shape basis, (68, 3, 10) expression basis at the 68 landmarks.
 

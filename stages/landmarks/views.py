@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
+
+from pltd.stages.landmarks.ibug import MIRROR68
 
 # (scale of the face box side, shift x, shift y as fractions of that side) for the fixed views;
 # views beyond these are drawn at random from the same ranges.
@@ -28,13 +30,33 @@ class View:
     y0: float
     scale: float  # view pixels per source pixel
     face: tuple[float, float, float, float]  # the (shifted) face box in view pixels
+    # the mirror image of the crop: a source's 68 points on it come back through x → size − x and
+    # the iBUG permutation (point k of a mirrored face is point MIRROR68[k] of the original)
+    mirrored: bool = False
 
     def to_source(self, pts: np.ndarray) -> np.ndarray:
+        """Points in this view's pixels → source pixels (a mirrored view's 68 points also re-ordered)."""
         pts = np.asarray(pts, float).reshape(-1, 2)
+        if self.mirrored:
+            pts = np.column_stack([self.image.shape[1] - pts[:, 0], pts[:, 1]])
+            if len(pts) == 68:
+                pts = pts[MIRROR68]
         return pts / self.scale + [self.x0, self.y0]
 
     def to_view(self, pts: np.ndarray) -> np.ndarray:
-        return (np.asarray(pts, float).reshape(-1, 2) - [self.x0, self.y0]) * self.scale
+        pts = (np.asarray(pts, float).reshape(-1, 2) - [self.x0, self.y0]) * self.scale
+        if self.mirrored:
+            pts = np.column_stack([self.image.shape[1] - pts[:, 0], pts[:, 1]])
+            if len(pts) == 68:
+                pts = pts[MIRROR68]  # MIRROR68 is its own inverse
+        return pts
+
+    def mirror(self) -> View:
+        """The same crop flipped left–right (a further, largely independent view for a network)."""
+        s = self.image.shape[1]
+        x0, y0, x1, y1 = self.face
+        flipped = self.image[:, ::-1].copy()
+        return replace(self, image=flipped, face=(s - x1, y0, s - x0, y1), mirrored=not self.mirrored)
 
 
 def seed_of(image_id: str) -> int:
@@ -53,8 +75,9 @@ def view_boxes(box: np.ndarray, n: int, seed: int) -> list[tuple[float, float, f
     return [(cx + dx * side, cy + dy * side, s * side, cx, cy) for s, dx, dy in params]
 
 
-def make_views(image: np.ndarray, box: np.ndarray, n: int, size: int, seed: int) -> list[View]:
-    """Crop, pad and resize n views of `image` (HxWx3 uint8) around face `box` (x0,y0,x1,y1)."""
+def make_views(image: np.ndarray, box: np.ndarray, n: int, size: int, seed: int, mirror: bool = False) -> list[View]:
+    """Crop, pad and resize n views of `image` (HxWx3 uint8) around face `box` (x0,y0,x1,y1); with
+    `mirror`, the n mirror images follow (2n views: the n direct ones first)."""
     pil = Image.fromarray(image)
     fw, fh = box[2] - box[0], box[3] - box[1]
     views = []
@@ -64,7 +87,7 @@ def make_views(image: np.ndarray, box: np.ndarray, n: int, size: int, seed: int)
         crop = _crop(pil, x0, y0, scale, size)
         fx0, fy0 = (box[0] - x0) * scale, (box[1] - y0) * scale
         views.append(View(crop, x0, y0, scale, (fx0, fy0, fx0 + fw * scale, fy0 + fh * scale)))
-    return views
+    return views + [v.mirror() for v in views] if mirror else views
 
 
 def _crop(pil: Image.Image, x0: float, y0: float, scale: float, size: int) -> np.ndarray:

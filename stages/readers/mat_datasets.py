@@ -73,6 +73,7 @@ class MatReader(Reader):
     """Images with a same-stem `.mat`; subclasses name the landmark field."""
 
     landmark_field: str
+    jaw_style: str  # "2d" or "3d": the style of `landmark_field`'s jaw points 0–16
 
     companions = (".mat",)
 
@@ -86,6 +87,10 @@ class MatReader(Reader):
         return plan_table(kept, [self.label_of(rel) for rel in kept])
 
     def label_of(self, rel: str) -> str | None:
+        return None
+
+    def other_style(self, fs, root: str, rel: str, width: int) -> list[float] | None:
+        """The ground truth in the other jaw style, where the dataset has it (default: none)."""
         return None
 
     def read(self, source: Source, plan: pa.Table, settings) -> tuple[pa.Table, pa.Table]:
@@ -105,6 +110,7 @@ class MatReader(Reader):
                     mat = load_mat(f.read(), fields)
                 pose = pose_from_para(mat["Pose_Para"])
                 landmarks = landmarks_from(mat, self.landmark_field)
+                other = self.other_style(fs, root, rel, header.width)
             except RowProblem as exc:
                 rows.reject(iid, exc.reason, exc.detail, url)
                 continue
@@ -121,6 +127,8 @@ class MatReader(Reader):
                 offset=0,
                 bbox=[*xy.min(axis=0).tolist(), *xy.max(axis=0).tolist()],  # tight landmark box
                 landmarks_gt=landmarks,
+                landmarks_gt_style=self.jaw_style,
+                landmarks_gt_other=other,
                 pose_gt=pose,
                 base_id=label if self.format == "300w_lp" else None,
             )
@@ -131,12 +139,36 @@ class MatReader(Reader):
 class W300LPReader(MatReader):
     format = "300w_lp"
     landmark_field = "pt2d"
+    jaw_style = "2d"  # pt2d: the jaw on the visible outline
 
     def label_of(self, rel: str) -> str:
         return base_photo(rel)
+
+    def other_style(self, fs, root: str, rel: str, width: int) -> list[float] | None:
+        """3D-style ground truth: `landmarks/<SUBSET>/<stem>_pts.mat`, field `pts_3d` (68 × 2), as 300W-LP
+        ships it for the unflipped renders; a `<SUBSET>_Flip` render gets the mirror of its unflipped
+        twin (x → width − x, the iBUG permutation). None when the file or its pts_3d is not there."""
+        folder, name = posixpath.split(rel)
+        subset = posixpath.basename(folder)
+        flipped = subset.endswith("_Flip")
+        stem = posixpath.splitext(name)[0]
+        path = posixpath.join(root, "landmarks", subset.removesuffix("_Flip"), f"{stem}_pts.mat")
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as f:
+            mat = load_mat(f.read(), ())  # a damaged file rejects the row (annotation_unreadable)
+        if "pts_3d" not in mat:
+            return None
+        pts = np.asarray(landmarks_from(mat, "pts_3d")).reshape(68, 2)
+        if flipped:
+            from pltd.stages.landmarks.ibug import mirror_landmarks
+
+            pts = mirror_landmarks(pts, width)
+        return pts.reshape(-1).astype(np.float32).tolist()
 
 
 @register
 class AFLW2000Reader(MatReader):
     format = "aflw2000"
     landmark_field = "pt3d_68"
+    jaw_style = "3d"  # pt3d_68: the fitted 3D face's jaw, projected

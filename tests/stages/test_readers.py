@@ -163,12 +163,35 @@ def test_300w_lp_pose_degrees_landmarks_and_base_photo(tmp_path):
     assert reasons["IBUG_image_003_1_0.jpg"][0] == "annotation_missing"
 
 
+def test_300w_lp_reads_the_3d_style_ground_truth_and_mirrors_it_for_flips(tmp_path):
+    """300W-LP ships 3D-style points as `landmarks/<SUBSET>/<stem>_pts.mat` (`pts_3d`, 68 × 2) for the
+    unflipped renders only (layout as read by Chenxu-nmsu/Face_AI_Application
+    `02_face_landmarks/read_300wlp_data.py`); a _Flip render's are its twin's, mirrored (consistency)."""
+    pose = np.zeros((1, 7))
+    jaw3d = POINTS.T.copy()
+    jaw3d[:17, 0] += 5.0  # the 3D jaw: 5 px off the outline
+    write_mat_image(tmp_path / "AFW", "AFW_134212_1_0", {"pt2d": POINTS, "Pose_Para": pose})
+    write_mat_image(tmp_path / "AFW_Flip", "AFW_134212_1_0", {"pt2d": POINTS, "Pose_Para": pose})
+    write_mat_image(tmp_path / "landmarks" / "AFW", "AFW_134212_1_0_pts", {"pts_2d": POINTS.T, "pts_3d": jaw3d})
+    _, acc, rej = plan_and_read(source("300w_lp", tmp_path))
+    assert not rej
+    by_folder = {r["source_path"].split("/")[-2]: r for r in acc}
+    direct, flipped = by_folder["AFW"], by_folder["AFW_Flip"]
+    assert direct["landmarks_gt_style"] == flipped["landmarks_gt_style"] == "2d"
+    assert np.reshape(direct["landmarks_gt_other"], (68, 2)) == pytest.approx(jaw3d)
+    from pltd.stages.landmarks.ibug import MIRROR68
+
+    mirrored = np.column_stack([120 - jaw3d[:, 0], jaw3d[:, 1]])[MIRROR68]  # the images are 120 px wide
+    assert np.reshape(flipped["landmarks_gt_other"], (68, 2)) == pytest.approx(mirrored)
+
+
 def test_aflw2000_uses_pt3d_68_not_the_21_point_pt2d(tmp_path):
     pts3d = np.vstack([POINTS, np.zeros((1, 68))])
     mat = {"pt3d_68": pts3d, "pt2d": np.zeros((2, 21)), "Pose_Para": np.zeros((1, 7))}
     write_mat_image(tmp_path, "image00002", mat)
     _, acc, rej = plan_and_read(source("aflw2000", tmp_path))
     assert not rej and len(acc[0]["landmarks_gt"]) == 136 and acc[0]["base_id"] is None
+    assert acc[0]["landmarks_gt_style"] == "3d" and acc[0]["landmarks_gt_other"] is None
     assert acc[0]["landmarks_gt"][-2:] == pytest.approx([100, 110])
 
 

@@ -121,7 +121,8 @@ def test_ground_truth_rows_keep_their_label_and_the_audit_splits_by_agreement():
         cross_check_poses([label], [gt_row], [SIZE], LandmarkSettings(pose_check=True), FACE)
         view0 = make_views(np.zeros((400, 400, 3), np.uint8), np.array([100, 100, 300, 300]), 1, 256, 0)[0]
         rows.append(
-            label_row(gt_row | {"image_id": f"g{k}"}, label, np.zeros(4)) | audit_columns(label, view0, None, None)
+            label_row(gt_row | {"image_id": f"g{k}"}, label, np.zeros(4), gt_row["landmarks_gt"])
+            | audit_columns(label, view0, None, None)
         )
         labels.append(label)
     assert rows[0]["pose_agreement"] < 1 and rows[0]["pseudo_pose_agreement"] < 1
