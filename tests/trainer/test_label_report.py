@@ -85,6 +85,10 @@ def test_label_metrics_by_hand():
     teacher = r["methods"]["single_teacher"]
     assert teacher["n"] == 2 and teacher["nme68"]["all"] == pytest.approx(20)  # 10 % and 30 %
     assert teacher["pose"]["mean"] == 0
+    # on the accepted rows only (the label's faces): the teacher pass exists for the yaw-10 row alone
+    assert r["methods"]["single_teacher_accepted"]["n"] == 1
+    assert r["methods"]["single_teacher_accepted"]["nme68"]["all"] == pytest.approx(10)
+    assert r["faces_per_bin"] == {"0-30": 3, "30-60": 1, "60-90": 1}  # every ground-truth row, rejected too
     second = r["methods"]["single_second"]
     assert second["nme68"]["all"] == pytest.approx(5) and second["inner51"]["all"] == pytest.approx(0)
     assert "pose" not in second  # no pose from that source

@@ -11,7 +11,9 @@ Methods (each on the ground-truth rows where it has a value, counted):
 - `label`: the pseudo-label of the accepted rows — what the PLTD holds;
 - `label_all`: the pseudo-label of every row that carries one, accepted or rejected (the same faces
   as the single passes, when the fusion gives rejected rows a label);
-- `single_teacher`, `single_second`: one pass of each source on view 0.
+- `single_teacher`, `single_second`: one pass of each source on view 0;
+- `single_teacher_accepted`, `single_second_accepted`: the same on the accepted rows only — the
+  faces of `label`, so that the label and each pass are compared on the same photos.
 
 Per method: NME68 and inner-51 NME (points 17–67, the same normaliser) per 3DDFA |yaw| bin with the
 mean of the bins and the mean over faces; pose MAE and signed bias per axis over the faces whose
@@ -33,6 +35,7 @@ from pltd.trainer.evaluation.metrics import (
     pose_bias,
     pose_mae,
     spearman,
+    yaw_bins,
 )
 
 METHODS = {  # report name: (landmarks column, pose column, accepted rows only)
@@ -40,12 +43,16 @@ METHODS = {  # report name: (landmarks column, pose column, accepted rows only)
     "label_all": ("pseudo_landmarks", "pseudo_pose", False),
     "single_teacher": ("single_teacher_landmarks", "single_teacher_pose", False),
     "single_second": ("single_second_landmarks", "single_second_pose", False),
+    "single_teacher_accepted": ("single_teacher_landmarks", "single_teacher_pose", True),
+    "single_second_accepted": ("single_second_landmarks", "single_second_pose", True),
 }
 TITLES = {
     "label": "pseudo-label (accepted rows)",
     "label_all": "pseudo-label (every row with one)",
     "single_teacher": "one teacher pass",
     "single_second": "one second-source pass",
+    "single_teacher_accepted": "one teacher pass (accepted rows)",
+    "single_second_accepted": "one second-source pass (accepted rows)",
 }
 KEEP_PERCENTS = (50, 70, 90, 100)
 
@@ -130,6 +137,7 @@ def label_metrics(table: pa.Table) -> dict:
         "accepted": len(acc),
         "accepted_share": len(acc) / len(rows),
         "rejected_by_reason": reasons,
+        "faces_per_bin": {k: int(m.sum()) for k, m in yaw_bins([r["pose"][0] for r in rows]).items()},
         "methods": {},
     }
     for name, (lm, pose, accepted_only) in METHODS.items():
@@ -164,11 +172,8 @@ def _bins(b: dict) -> str:
 def markdown_lines(res: dict) -> list[str]:
     """The report as Markdown tables: landmarks and pose per method, acceptance, confidence."""
     m = res["methods"]
-    first = next((v for v in m.values() if "nme68" in v), None)
-    counts = ""
-    if first is not None:
-        b = first["nme68"]
-        counts = f" (faces per \\|yaw\\| bin, all rows: {b['0-30']['n']} / {b['30-60']['n']} / {b['60-90']['n']})"
+    b = res["faces_per_bin"]
+    counts = f" (ground-truth faces per \\|yaw\\| bin: {b['0-30']} / {b['30-60']} / {b['60-90']})"
     lines = [
         f"{res['ground_truth_images']} ground-truth images; accepted {res['accepted']} "
         f"({res['accepted_share'] * 100:.1f} %)"
