@@ -81,6 +81,8 @@ def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identitie
         f"schema version {dataset['schema_version']}. Built by pltd {dataset['pltd_version']}; settings hash "
         f"`{dataset['settings_hash']}`.",
         "",
+        f"Landmarks: {dataset['landmarks']}.",
+        "",
         "| source | images | rejected on the way |",
         "|---|---|---|",
     ]

@@ -8,7 +8,7 @@ from pltd.pipeline.card import write_card
 from pltd.pipeline.card_stats import summarize
 from pltd.pipeline.shards import shard_plan, staging_files, write_shard
 from pltd.pipeline.stage import BuildContext
-from pltd.schemas import PLTD, SCHEMA_VERSION
+from pltd.schemas import JAW_STYLES, PLTD, SCHEMA_VERSION
 from pltd.stages.identities.embed import identity_of
 
 PLTD_SECTIONS = ("sources", "ingest", "landmarks", "identities", "output")  # what decides the PLTD's rows
@@ -44,7 +44,9 @@ def publish(ctx: BuildContext, reconciliation: dict) -> dict:
     files = staging_files(layout, [(s.name, p) for s, p in ctx.partitions()])
     shards = shard_plan(files, out.rows_per_shard, out.bytes_per_shard)
     settings_hash = manifest.section_hash(*PLTD_SECTIONS)
-    meta = {"stage": "pltd", "manifest": manifest.name, "settings_hash": settings_hash}
+    # every label of a PLTD has one jaw style (points 0–16): readers must know which one they train on
+    jaw_style = manifest.landmarks.jaw_style
+    meta = {"stage": "pltd", "manifest": manifest.name, "settings_hash": settings_hash, "jaw_style": jaw_style}
     futures = [
         ctx.client.submit(write_shard, layout.shard(i), pieces, PLTD, out.row_group_rows, meta, pure=False)
         for i, pieces in enumerate(shards)
@@ -62,6 +64,8 @@ def publish(ctx: BuildContext, reconciliation: dict) -> dict:
         "shards": written,
         "columns": [f.name for f in PLTD],
         "pose": "yaw, pitch, roll in degrees; sign convention in the pltd README",
+        "jaw_style": jaw_style,
+        "landmarks": f"68 iBUG points in region pixels; jaw points 0-16 {JAW_STYLES[jaw_style]}",
     }
     if summary["rows"]:
         write_card(layout, summary, reconciliation, ctx.results.get("identities"), dataset)

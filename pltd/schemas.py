@@ -56,6 +56,12 @@ INGEST = pa.schema(
     ]
 )
 
+# The two conventions of the 68 points' jaw (0–16); a PLTD has one (`landmarks.jaw_style`, in its metadata)
+JAW_STYLES = {
+    "3d": "3D-style: the projection of the 3D jaw (3DDFA_V2, AFLW2000-3D pt3d_68, 300W-LP pts_3d)",
+    "2d": "2D-style: on the visible face outline (dlib, MediaPipe, 300W-LP pt2d, 300-W annotations)",
+}
+
 # Algorithm 1's output, one row per labelled image, partition for partition with ingest. For sources
 # with ground truth (300W-LP, AFLW2000) the label is the ground truth and the pseudo-label, computed
 # all the same, goes to the audit columns with the single-pass outputs of each source on view 0.

@@ -1,0 +1,93 @@
+"""The consensus fusion of Algorithm 1 (stages/landmarks/fusion.py) on small synthetic cases.
+
+Consistency tests: the expected values are computed by hand from the module's stated rule (median per
+source, u² from the direct-vs-mirror disagreement plus the floor, u⁻²-weighted inner points, the jaw
+from the PLTD's style only); the real-photo check is in tests/conformance/test_fusion_aflw2000.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pltd.stages.landmarks.fitting import Fit
+from pltd.stages.landmarks.fusion import FLOOR, SourceSamples, consensus, restyle_jaw
+from pltd.stages.landmarks.geometry import face_size
+from pltd.stages.landmarks.ibug import MIRROR68
+from pltd.stages.landmarks.views import make_views
+
+
+def face(seed: int = 0) -> np.ndarray:
+    """68 points spread over a 100 px face."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([np.linspace(100, 200, 68), 150 + 50 * np.sin(np.arange(68))]) + rng.normal(0, 1, (68, 2))
+
+
+def source(points: list[np.ndarray], mirrored: list[bool], style: str = "3d") -> SourceSamples:
+    return SourceSamples(np.stack(points), np.array(mirrored), style)
+
+
+def test_a_constant_offset_source_is_averaged_by_its_disagreement():
+    truth = face()
+    size = face_size(truth)
+    # teacher: direct views 1 px right, mirrored ones 1 px left (a left–right bias the mirror cancels)
+    t = source([truth + [1, 0]] * 2 + [truth - [1, 0]] * 2, [False, False, True, True])
+    # second: 3 px low in every view, mirrored or not (it agrees with itself: only the floor)
+    s = source([truth + [0, 3]] * 4, [False, False, True, True])
+    fit = consensus([t, s], "3d", t_d=0.2)
+    assert fit.reason is None and fit.kept == list(range(8))
+    # the teacher's median is the truth (1 px either way), its u² = mean of (2 px)² over x and y = 2 px²
+    w_t, w_s = 1 / (2.0 + (FLOOR * size) ** 2), 1 / (0.0 + (FLOOR * size) ** 2)
+    expected_y = truth[17:, 1] + 3 * w_s / (w_t + w_s)
+    assert fit.landmarks[17:, 1] == pytest.approx(expected_y, abs=1e-6)
+    assert fit.landmarks[17:, 0] == pytest.approx(truth[17:, 0], abs=1e-6)
+    # the jaw comes from the 3D-style sources only (both here): the same weighted mean
+    assert fit.landmarks[:17, 1] == pytest.approx(truth[:17, 1] + 3 * w_s / (w_t + w_s), abs=1e-6)
+
+
+def test_the_jaw_comes_from_the_pltd_style_only_and_a_missing_style_is_a_reason():
+    truth = face(1)
+    jaw2d = truth.copy()
+    jaw2d[:17] += [8, 0]  # the visible outline: 8 px from the 3D jaw
+    t = source([truth] * 2 + [truth] * 2, [False, False, True, True], "3d")
+    s = source([jaw2d] * 2 + [jaw2d] * 2, [False, False, True, True], "2d")
+    three = consensus([t, s], "3d", t_d=0.2)
+    two = consensus([t, s], "2d", t_d=0.2)
+    assert three.landmarks[:17] == pytest.approx(truth[:17]) and two.landmarks[:17] == pytest.approx(jaw2d[:17])
+    assert three.landmarks[17:] == pytest.approx(two.landmarks[17:])  # the inner points: both sources
+    assert consensus([t], "2d", t_d=0.2).reason == "no_jaw_source"
+    paper = restyle_jaw(Fit(truth.copy(), None, [0, 1], 0.0, 0.0, None), [truth, jaw2d], ["3d", "2d"], "2d")
+    assert paper.landmarks[:17] == pytest.approx(jaw2d[:17])
+
+
+def test_two_disagreeing_sources_give_a_large_expected_error_and_a_rejection():
+    truth = face(2)
+    size = face_size(truth)
+    t = source([truth] * 4, [False, False, True, True])
+    far = source([truth + [0.2 * size, 0]] * 4, [False, False, True, True])  # 20 % of the face apart
+    near = source([truth + [0.01 * size, 0]] * 4, [False, False, True, True])
+    bad, good = consensus([t, far], "3d", t_d=0.05), consensus([t, near], "3d", t_d=0.05)
+    # equal weights: the label halfway; every sample 10 % (resp. 0.5 %) of the face from it on the inner
+    # points, the jaw (3D-style sources: both) the same — expected error = that distance
+    assert bad.reason == "fit_error_above_td" and bad.landmarks is None
+    assert bad.fit_error == pytest.approx(0.1 * size / face_size(truth + [0.1 * size, 0]), rel=1e-6)
+    assert good.reason is None and good.fit_error == pytest.approx(0.005, rel=1e-3)
+    assert consensus([source([truth], [False])], "3d", t_d=0.05, min_samples=3).reason == "too_few_valid_samples"
+
+
+def test_a_mirrored_view_brings_points_back_with_the_ibug_permutation():
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:60, 100:110] = 255  # a bright square left of the face centre
+    box = np.array([80.0, 40.0, 220.0, 180.0])
+    views = make_views(image, box, 2, 128, seed=0, mirror=True)
+    assert len(views) == 4 and [v.mirrored for v in views] == [False, False, True, True]
+    direct, mirrored = views[0], views[2]
+    assert np.array_equal(mirrored.image, direct.image[:, ::-1])
+    pts = face(3)
+    in_direct = direct.to_view(pts)
+    # the same anatomical points seen in the mirror image: x flipped, left and right swapped
+    in_mirror = np.column_stack([128 - in_direct[:, 0], in_direct[:, 1]])[MIRROR68]
+    assert mirrored.to_source(in_mirror) == pytest.approx(pts)
+    assert mirrored.to_view(pts) == pytest.approx(in_mirror)
+    x0, _, x1, _ = direct.face
+    assert mirrored.face[0] == pytest.approx(128 - x1) and mirrored.face[2] == pytest.approx(128 - x0)
