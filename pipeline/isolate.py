@@ -15,8 +15,9 @@ Test-only hook: with `PLTD_TEST_ABORT_ON=<image_id>` (or `<stage>:<image_id>`) i
 environment, a task of that stage whose input rows include that image calls `os.abort()` — a real
 crash of the worker process, as a native fault would be. Ingest's input rows are plan rows, keyed by
 item: there the hook names the item (`ingest:id3/0008.jpg`). `PLTD_TEST_HANG_ON` (same form) makes
-such a task sleep for an hour instead: a hang, as a native call that never returns would be. Never
-set either outside tests.
+such a task sleep for an hour instead: a hang, as a native call that never returns would be.
+`PLTD_TEST_READ_SECONDS=S` makes every task sleep S seconds as it reads its rows: tasks long enough
+for a drill to kill workers under them. Never set these outside tests.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 
 ABORT_ENV = "PLTD_TEST_ABORT_ON"
 HANG_ENV = "PLTD_TEST_HANG_ON"
+READ_SECONDS_ENV = "PLTD_TEST_READ_SECONDS"
 KEYS = ("image_id", "item")  # what rows are keyed by: stage rows by image id, plan rows (ingest's input) by item
 WORKER_CRASH = "worker_crash"
 TIMEOUT = "timeout"
@@ -75,6 +77,8 @@ def restrict(table: pa.Table) -> pa.Table:
         os.abort()  # test-only: a real crash of the worker process (SIGABRT), see the module docstring
     if _test_target(HANG_ENV, stage, table.column(key)):
         time.sleep(3600)  # test-only: a hang, see the module docstring
+    if os.environ.get(READ_SECONDS_ENV):
+        time.sleep(float(os.environ[READ_SECONDS_ENV]))  # test-only: slow tasks, see the module docstring
     return table
 
 

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import statistics
 import time
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ from pltd.validation import Strict
 
 NO_WORKERS_TIMEOUT = "5 minutes"
 CHECK_SECONDS = 1.0  # how often the runner asks the watch
-REOPEN_AFTER_SECONDS = 10.0  # a local worker missing this long, its nanny not restarting it, is started again
 MEDIAN_OF_AT_LEAST = 3  # finished partitions before a stage has a median to compare with
 
 
@@ -81,7 +82,6 @@ class Watch:
         self.restarts_left = restarts
         self.started: dict[str, Started] = {}  # task key → when and where it started computing
         self._none_since: tuple[float, dt.datetime] | None = None
-        self._missing: dict[str, float] = {}  # local worker name → since when it has not been connected
         client.subscribe_topic(STARTED_TOPIC, self._heard)
 
     def _heard(self, event: tuple[float, dict]) -> None:  # runs on the client's event loop
@@ -94,7 +94,7 @@ class Watch:
         been connected for the timeout; restarts a local cluster's lost workers before that."""
         now = time.monotonic()
         if self.restarts_left:
-            self._reopen_lost(now)
+            self._reopen_lost()
         processing = self.client.processing()  # worker → keys, every connected worker included
         if processing:
             self._none_since = None
@@ -110,29 +110,26 @@ class Watch:
         since = self._none_since[1] if self._none_since else dt.datetime.now() - dt.timedelta(seconds=self.timeout)
         return NoWorkersError(since, self.timeout)
 
-    def _reopen_lost(self, now: float) -> None:
-        """Start again the workers of this process's cluster that have been gone, nanny and all."""
+    def _reopen_lost(self) -> None:
+        """Start again the workers of this process's cluster whose nanny is gone: closed, or dropped by the
+        cluster after `distributed.deploy.lost-worker-timeout` without its worker (a nanny keeps restarting
+        a worker killed while running; it gives up on one killed while starting)."""
+        from distributed.core import Status
+
         cluster = getattr(self.client, "cluster", None)
         if cluster is None or not hasattr(cluster, "worker_spec"):
             return
-        connected = {w["name"] for w in cluster.scheduler_info.get("workers", {}).values()}
-        for name in [n for n in self._missing if n in connected]:
-            del self._missing[name]
-        for name in cluster.worker_spec:
-            if name not in connected:
-                self._missing.setdefault(name, now)
-        lost = [n for n, since in self._missing.items() if now - since > REOPEN_AFTER_SECONDS]
+        alive = (Status.init, Status.starting, Status.running)
+        lost = [n for n in cluster.worker_spec if n not in cluster.workers or cluster.workers[n].status not in alive]
         if not lost:
             return
         self.restarts_left -= 1
+        failed = cluster.sync(_reopen, cluster, lost)
         self.console.print(
-            f"[yellow]workers lost[/]: starting {len(lost)} local worker(s) again "
-            f"({self.restarts_left} restart(s) left before the build stops without workers)"
+            f"[yellow]workers lost[/]: {len(lost)} local worker(s) started again"
+            + (f", and lost again while starting ({failed})" if failed else "")
+            + f"; {self.restarts_left} more restart(s) before the build stops without workers"
         )
-        cluster.sync(_close_nannies, cluster, lost)
-        cluster.scale(len(cluster.worker_spec))  # opens every spec without a nanny
-        for name in lost:
-            self._missing[name] = now
 
     # --- running partitions
     def median(self, seconds: list[float]) -> float | None:
@@ -150,22 +147,35 @@ class Watch:
         except Exception as exc:  # a worker gone meanwhile: the report is still worth printing
             return f"no call stack ({type(exc).__name__})"
         frames = [f for per_key in (stacks or {}).values() for f in per_key.get(key, [])]
-        return f"at {frames[-1].strip()}" if frames else "no Python frame (native code)"
+        ours = [f for f in frames if "/distributed/" not in f] or frames  # not Dask's own hooks (gc callbacks)
+        return f"at {' '.join(ours[-1].split())}" if ours else "no Python frame (native code)"
 
     def stop_task(self, worker: str) -> str:
-        """Restart `worker` (through its nanny) to stop a task that ran past its limit; what happened."""
+        """Kill the process of `worker` through its nanny, which starts a new one (Dask's path for a dead
+        worker), to stop a task that ran past its limit; says what happened."""
         try:
-            status = self.client.restart_workers([worker], timeout=60, raise_for_error=False).get(worker)
-        except Exception as exc:
-            status = f"{type(exc).__name__}: {exc}"
-        if status in ("OK", "removed"):
-            return f"worker {worker} restarted"
-        return f"worker {worker} could not be restarted ({status}): the task's thread may still run there"
+            self.client.run(_kill_worker_process, workers=[worker], nanny=True, on_error="raise")
+        except Exception as exc:  # no nanny (`dask worker --no-nanny`), or gone meanwhile
+            return f"worker {worker} could not be stopped ({type(exc).__name__}): the task's thread may still run there"
+        return f"worker {worker} killed; its nanny starts a new one"
 
 
-async def _close_nannies(cluster, names: list[str]) -> None:
-    """On the cluster's event loop: forget the nannies of `names` so that `scale` opens them anew."""
+def _kill_worker_process(dask_worker) -> int:
+    """On a nanny: SIGKILL its worker process (a hung thread cannot be stopped any other way)."""
+    pid = dask_worker.pid
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+async def _reopen(cluster, names: list[str]) -> str | None:
+    """On the cluster's event loop: close and forget the nannies of `names`, then start the cluster's
+    missing workers from their specs (what `SpecCluster.scale` does); why that failed, or None."""
     for name in names:
         nanny = cluster.workers.pop(name, None)
         if nanny is not None:
             await nanny.close()
+    try:
+        await cluster._correct_state()
+    except Exception as exc:  # a worker killed again while starting: the next poll sees it lost again
+        return f"{type(exc).__name__}: {exc}"
+    return None
