@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/chaos.py --mode clean   --out /tmp/chaos/clean
     .venv/bin/python benchmarks/chaos.py --mode nanny   --out /tmp/chaos/nanny  --reference /tmp/chaos/clean
     .venv/bin/python benchmarks/chaos.py --mode shrink  --out /tmp/chaos/shrink --reference /tmp/chaos/clean
+    .venv/bin/python benchmarks/chaos.py --mode vanish  --out /tmp/chaos/vanish --reference /tmp/chaos/clean
 
 Each run starts its own `dask scheduler` and workers on 127.0.0.1 (processes this script starts and
 ends) and `pltd build` of the embedded sample against them (`--cluster tcp://…`):
@@ -11,7 +12,11 @@ ends) and `pltd build` of the embedded sample against them (`--cluster tcp://…
   SIGKILLed and its nanny starts a new one (at most `--max-kills`);
 - `shrink`: W workers without nannies; every `--interval` seconds one is SIGKILLed for good, until
   one is left;
-- `clean`: the same cluster, no kills (the baseline).
+- `clean`: the same cluster, no kills (the baseline);
+- `vanish`: `pltd build` on its own local cluster (W workers); after `--interval` seconds every worker
+  process is SIGKILLed, again and again, until the build gives up: it must stop with rc 1 and the
+  no-workers line within `--no-workers-timeout` (plus its restarts), and the resume command it prints
+  must finish the PLTD.
 
 After the build: if it failed, the failed partitions it listed are printed and the same command is
 run again on what is left of the cluster. The PLTD's shards are then compared byte for byte with
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import socket
@@ -70,16 +76,66 @@ def start_cluster(mode: str, workers: int, tmp: Path) -> tuple[str, list[subproc
     return address, procs
 
 
-def build(address: str, run: Path, log: Path) -> tuple[subprocess.Popen, float]:
-    """`pltd build` of the embedded sample (made once in pltd's default sample folder) in the background."""
+def build(address: str | None, run: Path, log: Path, env=None) -> tuple[subprocess.Popen, float]:
+    """`pltd build` of the embedded sample (made once in pltd's default sample folder) in the background;
+    no `address`: on its own local cluster."""
     t0 = time.perf_counter()
+    cluster = ["--cluster", address] if address else []
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pltd.pipeline.cli", "build", "--out", str(run), "--cluster", address],
+            [sys.executable, "-m", "pltd.pipeline.cli", "build", "--out", str(run), *cluster],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     return proc, t0
+
+
+def local_workers(proc: subprocess.Popen) -> list[psutil.Process]:
+    """The worker processes of a build's own LocalCluster (its nannies run inside the build)."""
+    out = []
+    for p in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def vanish(args, run: Path) -> dict:
+    """Every local worker killed, repeatedly, from `--interval` s on; then the printed resume command."""
+    env = {**os.environ, "PLTD_WORKERS": str(args.workers)}
+    env["DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT"] = f"{args.no_workers_timeout}s"
+    proc, t0 = build(None, run, args.out / "build.log", env)
+    kills, first = 0, None
+    while proc.poll() is None:
+        time.sleep(0.1)
+        if time.perf_counter() - t0 < args.interval:
+            continue
+        first = first or time.perf_counter()
+        for p in local_workers(proc):
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+    end = time.perf_counter()
+    wall = end - t0
+    log = (args.out / "build.log").read_text()
+    errors = [ln for ln in log.splitlines() if ln.startswith("error:")]
+    resume = errors[-1].rsplit("resume with: ", 1)[-1].split() if errors and "resume with: " in errors[-1] else []
+    again = {}
+    if resume:
+        t1 = time.perf_counter()
+        rc = subprocess.run([sys.executable, "-m", "pltd.pipeline.cli", *resume[1:]], capture_output=True).returncode
+        again = {"rc": rc, "seconds": round(time.perf_counter() - t1, 1)}
+    return {
+        "rc": proc.returncode,
+        "wall_s": round(wall, 1),
+        "kills": kills,
+        "stopped_after_first_kill_s": round(end - first, 1) if first else None,
+        "error_line": errors[-1] if errors else None,
+        "reruns": [again] if again else [],
+        "final_rc": again.get("rc", proc.returncode),
+    }
 
 
 def shards(run: Path) -> dict[str, bytes]:
@@ -88,7 +144,7 @@ def shards(run: Path) -> dict[str, bytes]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=("clean", "nanny", "shrink"), required=True)
+    ap.add_argument("--mode", choices=("clean", "nanny", "shrink", "vanish"), required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--reference", type=Path, help="a clean run to compare the PLTD with")
     ap.add_argument("--workers", type=int, default=3)
@@ -96,10 +152,19 @@ def main() -> None:
     ap.add_argument("--max-kills", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-age", type=float, default=20.0, help="kill only workers up for this many seconds")
+    ap.add_argument("--no-workers-timeout", type=float, default=20.0, help="vanish: seconds without workers")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     run = args.out / "run"
+    if args.mode == "vanish":
+        result = {"mode": "vanish", "workers": args.workers, "no_workers_timeout_s": args.no_workers_timeout}
+        result |= vanish(args, run)
+        if args.reference:
+            result["pltd_identical"] = shards(run) == shards(args.reference / "run") and bool(shards(run))
+        (args.out / "result.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result))
+        return
     address, procs = start_cluster(args.mode, args.workers, args.out)
     kills, reruns = [], []
     try:

@@ -92,3 +92,33 @@ def test_execute_refuses_a_compute_that_loses_rows(tmp_path):
     with pytest.raises(RuntimeError, match="6 rows in but 3 accepted \\+ 2 rejected"):
         execute(PartitionTask(str(tmp_path), "toy", "src", 0), lossy, (), {})
     assert not storage.exists(PartitionTask(str(tmp_path), "toy", "src", 0).marker)
+
+
+def test_a_local_worker_whose_nanny_gave_up_is_started_again_up_to_the_limit():
+    """A nanny closes when its worker dies while starting; the build's watch starts that worker again
+    from the cluster's spec, `restarts` times, then leaves the pool as it is (the no-workers stop follows)."""
+    from distributed import Client, LocalCluster
+
+    from pltd.pipeline.watch import Watch
+
+    with (
+        LocalCluster(2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as c,
+    ):
+        watch = Watch(c, Console(quiet=True), restarts=1)
+        for round_ in range(2):
+            first = next(iter(cluster.workers))
+            cluster.sync(cluster.workers[first].close)  # the nanny gives up; its worker leaves
+            c.sync(_wait_for_workers, c, 1)
+            watch.poll()
+            assert watch.restarts_left == 0
+            if round_ == 0:
+                c.wait_for_workers(2, timeout=60)  # started again from the spec
+        assert len(c.scheduler_info()["workers"]) == 1  # no restart left: the pool stays shrunk
+
+
+async def _wait_for_workers(client, n: int) -> None:
+    import asyncio
+
+    while len((await client.scheduler.identity())["workers"]) != n:
+        await asyncio.sleep(0.05)
