@@ -32,7 +32,7 @@ from pltd.stages.landmarks.bfm import package_file
 from pltd.stages.landmarks.geometry import fit_pose, fit_pose_batch
 from pltd.stages.landmarks.mean_face import load_mean_face
 from pltd.stages.landmarks.mesh_map import load_index_map
-from pltd.stages.landmarks.onnx_backend import PRESETS, to_input
+from pltd.stages.landmarks.onnx_backend import PRESETS
 from pltd.stages.landmarks.sources import create_source
 from pltd.stages.landmarks.views import make_views
 
@@ -85,7 +85,7 @@ def main() -> None:
     )
     teacher = tddfa.Tddfa(passes=1, threads=1)
     rois = np.stack([tddfa.roi_from_bbox(tddfa.nominal_box(v)) for v in views])
-    x = to_input(np.stack([tddfa.crop(v.image, r) for v, r in zip(views, rois, strict=True)]), PRESETS["3ddfa_v2"])
+    x = PRESETS["3ddfa_v2"].numpy_input(np.stack([tddfa.crop(v.image, r) for v, r in zip(views, rois, strict=True)]))
     t_fixed = cpu(lambda: [fixed.run(None, {"input": x[i : i + 1]}) for i in range(n)], n)
     t_dyn = cpu(lambda: teacher.net.session.run(None, {"input": x}), n)
     t_full = cpu(lambda: teacher(views), n)

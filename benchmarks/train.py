@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from pltd.input_contract import InputContract
 from pltd.trainer.config import load_config
-from pltd.trainer.data import to_model_input
 from pltd.trainer.loop import autocast, configure_backends
 from pltd.trainer.model import TaskModel
 
@@ -57,7 +57,8 @@ def flops_per_image(args, device: torch.device) -> float:
 
 def synthetic_batch(b: int, classes: int, device: torch.device, channels_last: bool) -> dict:
     """Random labels and a uint8 NHWC image batch normalised on the device, as the trainer does."""
-    x = to_model_input(torch.randint(0, 256, (b, 112, 112, 3), dtype=torch.uint8, device=device))
+    images = torch.randint(0, 256, (b, 112, 112, 3), dtype=torch.uint8, device=device)
+    x = InputContract(input_size=112).torch_input(images)
     return {
         "image": x if channels_last else x.contiguous(),
         "landmarks": torch.rand(b, 68, 2, device=device),

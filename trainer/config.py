@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pltd.input_contract import InputContract
 from pltd.validation import error_lines
 
 Task = Literal["fr", "fld", "hpe", "blink"]
@@ -71,6 +72,10 @@ class TrainConfig(BaseModel):
     verification: list[str] = []  # insightface .bin pair files to monitor (LFW, CFP-FP, AgeDB)
     verify_every: int = 2000
     mean_face: str | None = None  # for λ_P; default: the shipped one
+
+    def input_contract(self) -> InputContract:
+        """What the network is fed, and what its checkpoint records: pltd's contract at `input_size`."""
+        return InputContract(input_size=self.input_size)
 
     @model_validator(mode="after")
     def _heads_are_network_options(self) -> TrainConfig:

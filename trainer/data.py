@@ -15,7 +15,8 @@ region it needs), resized to `input_size` (112, or 128 for the teacher); landmar
 with the image; a horizontal flip mirrors the landmarks through the iBUG permutation and negates
 yaw and roll (and reorders the `visible` flags of schema-2 shards the same way: a float 1 / 0 / NaN
 per point in the sample). Images leave the reader as uint8 H×W×3 (RGB): a quarter of float32's bytes through
-worker IPC, collate and the host-to-device copy; `to_model_input` normalises a batch on the device.
+worker IPC, collate and the host-to-device copy; the run's input contract (`TrainConfig.input_contract`,
+pltd/input_contract.py) normalises a batch on the device.
 """
 
 from __future__ import annotations
@@ -80,13 +81,6 @@ def worker_init(_: int) -> None:
 
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N×H×W×3 batch → float32 N×3×H×W in [−1, 1], the same values, bit for bit, as the
-    float samples the reader made before (x / 127.5 − 1). The result has channels_last strides
-    (a permuted NHWC tensor); call `.contiguous()` for the NCHW layout."""
-    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def split_rows(units: list[Unit], readers: int) -> list[list[Unit]]:

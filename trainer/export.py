@@ -8,7 +8,8 @@ pltd's own models run through the same onnxruntime backends as the field's (`exp
     OUT/model.blink.onnx           blink: → N×1 eye-closed logit (landmarks `blink: onnx`,
                                    decoding `blink_logit`)
 
-Input: RGB, x / 127.5 − 1, NCHW (as the trainer feeds it: `trainer/data.py: to_model_input`).
+Input: the run's input contract (`TrainConfig.input_contract`: RGB, x / 127.5 − 1, NCHW, the
+defaults of `pltd/input_contract.py` that the `pltd_*` ONNX presets share).
 A multitask network gives a file per head; each graph keeps only its head's branch (the exporter
 drops what the output does not use). The legacy TorchScript-based exporter (`dynamo=False`) is
 used: the torch.export one needs onnxscript, which nothing else here uses.

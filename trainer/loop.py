@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pltd.input_contract import InputContract
 from pltd.trainer.config import TrainConfig
-from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset, to_model_input, worker_init
+from pltd.trainer.data import Augment, BlinkDataset, PLTDDataset, worker_init
 from pltd.trainer.guard import NEVER, Diverged, DivergenceGuard
 from pltd.trainer.model import TaskModel
 from pltd.trainer.runtime import CheckpointWriter, Progress, StopRequest, duration, say
@@ -129,10 +130,10 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    """Tensors to the device; the uint8 N×H×W×3 image batch is normalised there (`to_model_input`)."""
+def to_device(batch: dict, device: torch.device, channels_last: bool, contract: InputContract) -> dict:
+    """Tensors to the device; the uint8 N×H×W×3 image batch is normalised there, by the run's contract."""
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-    x = to_model_input(out["image"])  # channels_last strides already
+    x = contract.torch_input(out["image"])  # channels_last strides already
     out["image"] = x if channels_last else x.contiguous()
     return out
 
@@ -241,6 +242,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     last: dict[str, torch.Tensor] = {}
     t0, seen, since = time.perf_counter(), 0, 0
     loader = loader_for(ds, cfg, workers, device)
+    contract = cfg.input_contract()
 
     def state() -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -258,7 +260,8 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
                 if b < done_in_epoch:
                     continue  # resuming: these batches were trained on before the checkpoint
                 wrapped.train()
-                last = train_step(wrapped, to_device(batch, device, cl), optimizer, scheduler, scaler, cfg, device)
+                on_device = to_device(batch, device, cl, contract)
+                last = train_step(wrapped, on_device, optimizer, scheduler, scaler, cfg, device)
                 n = len(batch["image"])
                 step, done_in_epoch, seen, since = step + 1, b + 1, seen + n, since + n
                 guard.observe(step, last)
@@ -349,7 +352,7 @@ def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
     if set(cfg.tasks) >= {"fr", "fld"}:
         task = "multitask"
     net = model.net
-    save_checkpoint(path, net, cfg.arch, task, cfg.input_size, arch_kwargs=cfg.arch_kwargs, preset=cfg.preset)
+    save_checkpoint(path, net, cfg.arch, task, cfg.input_contract(), arch_kwargs=cfg.arch_kwargs, preset=cfg.preset)
     if not cfg.export_torchscript:
         return
     was = net.training
@@ -367,7 +370,7 @@ def _verify(model: TaskModel, cfg: TrainConfig, device, out_dir: Path, step: int
 
     was = model.net.training
     model.net.eval()
-    res = verification(EvalModel.live(model.net, cfg.input_size, str(device)), cfg.verification)
+    res = verification(EvalModel.live(model.net, cfg.input_contract(), str(device)), cfg.verification)
     model.net.train(was)
     path = out_dir / "verification.csv"
     new = not path.exists()

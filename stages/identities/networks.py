@@ -28,6 +28,7 @@ import numpy as np
 
 from pltd import worker_cache
 from pltd.backends import Backend, PltdCheckpoint
+from pltd.input_contract import InputContract
 from pltd.registry import Registry
 from pltd.stages.identities.align import arcface_crop
 from pltd.vectors import l2_normalize
@@ -93,10 +94,11 @@ class DlibDescriptor(Backend):
 
 
 class TorchEmbedder(Backend):
-    """Batched torch inference on aligned crops, flip-free (the pipeline embeds each image once).
-    Input x / 127.5 − 1 (pltd's trainer, and arcface_torch's Normalize(0.5, 0.5) on x / 255)."""
+    """Batched torch inference on aligned crops, flip-free (the pipeline embeds each image once), fed
+    through `contract`: by default pltd's own, x / 127.5 − 1 at 112 (arcface_torch's Normalize(0.5, 0.5)
+    on x / 255); a pltd checkpoint's recorded one."""
 
-    size = 112
+    contract = InputContract(input_size=112)
     batch_size = 128
     packages = ("torch",)
     wants_gpu = True
@@ -105,8 +107,9 @@ class TorchEmbedder(Backend):
     def model_files(cls, checkpoint: str | None = None, **_):
         return {"checkpoint": (True, checkpoint)}
 
-    def _normalise(self, x):
-        return x.div_(127.5).sub_(1.0)
+    @property
+    def size(self) -> int:
+        return self.contract.input_size
 
     def _forward(self, x):
         out = self.model(x)
@@ -118,16 +121,17 @@ class TorchEmbedder(Backend):
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.eval().to(self.device)
+        blank = torch.zeros(1, self.size, self.size, 3, dtype=torch.uint8, device=self.device)
         with torch.inference_mode():
-            self.dim = int(self._forward(torch.zeros(1, 3, self.size, self.size, device=self.device)).shape[1])
+            self.dim = int(self._forward(self.contract.torch_input(blank)).shape[1])
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         torch = self.torch
         outs = []
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
-                x = torch.from_numpy(crops[i : i + self.batch_size]).to(self.device)
-                outs.append(self._forward(self._normalise(x.permute(0, 3, 1, 2).float())).float().cpu().numpy())
+                x = self.contract.torch_input(torch.from_numpy(crops[i : i + self.batch_size]).to(self.device))
+                outs.append(self._forward(x).float().cpu().numpy())
         return l2_normalize(np.concatenate(outs)) if outs else np.zeros((0, self.dim), np.float32)
 
     def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
@@ -144,7 +148,7 @@ class CheckpointNetwork(PltdCheckpoint, TorchEmbedder):
         from pltd.checkpoints import load_model
 
         model, ckpt = load_model(checkpoint, task=self.TASK, role="identities.checkpoints")
-        self.size = int(ckpt["input_size"])
+        self.contract = ckpt["input"]
         self._setup(model, device)
 
 
@@ -303,9 +307,9 @@ class FaceNet(TorchEmbedder):
     """facenet-pytorch's released files (20180402-114759-vggface2.pt) hold the VGGFace2 classifier
     too (`logits.*`, 8631 classes), which InceptionResnetV1(pretrained=None) does not have: those
     keys are dropped, every other one loads strictly. Input: the package's
-    `fixed_image_standardization`, (x − 127.5) / 128."""
+    `fixed_image_standardization`, (x − 127.5) / 128, at 160."""
 
-    size = 160
+    contract = InputContract(input_size=160, std=(128.0,) * 3)
     packages = ("torch", "facenet_pytorch")
 
     @classmethod
@@ -326,9 +330,6 @@ class FaceNet(TorchEmbedder):
             raise ValueError(f"identities.checkpoints: {path} is not an InceptionResnetV1 state_dict: {problem}")
         model.load_state_dict(sd, strict=True)
         return model
-
-    def _normalise(self, x):
-        return x.sub_(127.5).div_(128.0)
 
     def __call__(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> np.ndarray:
         from PIL import Image

@@ -97,7 +97,8 @@ class CropBlink(BlinkBackend):
 
 @BLINKS.register("resnet18")
 class ResNetBlink(PltdCheckpoint, CropBlink):
-    """The paper's eye-blink network: σ = sigmoid(logit) per eye crop, batched."""
+    """The paper's eye-blink network: σ = sigmoid(logit) per eye crop (fed through the checkpoint's
+    input contract), batched."""
 
     TASK = "blink"
 
@@ -108,7 +109,8 @@ class ResNetBlink(PltdCheckpoint, CropBlink):
 
         self.torch = torch
         self.model, ckpt = load_model(checkpoint, task=self.TASK, role="landmarks.blink_checkpoint")
-        self.size = int(ckpt["input_size"])
+        self.contract = ckpt["input"]
+        self.size = self.contract.input_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
 
@@ -116,6 +118,6 @@ class ResNetBlink(PltdCheckpoint, CropBlink):
         torch = self.torch
         if not crops:
             return np.zeros(0)
-        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = self.contract.torch_input(torch.from_numpy(np.stack(crops)).to(self.device))
         with torch.inference_mode():
             return torch.sigmoid(self.model(x)[:, 0]).float().cpu().numpy()

@@ -22,20 +22,18 @@ import numpy as np
 from pydantic import Field
 
 from pltd.backends import Backend
+from pltd.input_contract import InputContract
 from pltd.stages.landmarks.base import LandmarkSource, resized, samples_from_139
 from pltd.stages.landmarks.blink import BLINKS, CropBlink
-from pltd.validation import Strict
 
 Decoding = Literal["landmarks_pose_139", "3ddfa_62", "blink_logit", "embedding"]
 
 
-class OnnxAdapter(Strict):
+class OnnxAdapter(InputContract):
+    """An input contract (size, colour, mean, std, layout) plus the file and how its output is read."""
+
     path: str | None = None  # the .onnx file; None: the preset's shipped file (3DDFA_V2)
     input_size: int = Field(120, ge=8, le=2048)
-    colour: Literal["rgb", "bgr"] = "rgb"
-    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)  # in the colour order above, 0–255 scale
-    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    layout: Literal["nchw", "nhwc"] = "nchw"
     decoding: Decoding = "landmarks_pose_139"
     batch_size: int = Field(64, ge=1)
 
@@ -47,7 +45,7 @@ PRESETS: dict[str, OnnxAdapter] = {
     "3ddfa_v2": OnnxAdapter(
         input_size=120, colour="bgr", mean=(127.5,) * 3, std=(128.0,) * 3, layout="nchw", decoding="3ddfa_62"
     ),
-    # pltd's own networks (`pltd train`): RGB, x / 127.5 − 1, NCHW
+    # pltd's own networks (`pltd train`), exported to ONNX: the training contract (pltd/input_contract.py)
     "pltd_teacher": OnnxAdapter(input_size=128, decoding="landmarks_pose_139"),
     "pltd_blink": OnnxAdapter(input_size=64, decoding="blink_logit"),
     # insightface recognition models (python-package/insightface/model_zoo/arcface_onnx.py, commit
@@ -128,17 +126,6 @@ def check_onnx(path: str, a: OnnxAdapter, field: str) -> None:
         raise ValueError(f"{field}: {path} is not the network the adapter describes: {'; '.join(problems)}")
 
 
-def to_input(images: np.ndarray, a: OnnxAdapter) -> np.ndarray:
-    """N×S×S×3 uint8 RGB (S = `a.input_size`) → the network's float32 input."""
-    x = np.asarray(images)
-    if x.shape[1:] != (a.input_size, a.input_size, 3):
-        raise ValueError(f"ONNX input: expected N×{a.input_size}×{a.input_size}×3 images, got {x.shape}")
-    if a.colour == "bgr":
-        x = x[..., ::-1]
-    x = (x.astype(np.float32) - np.float32(a.mean)) / np.float32(a.std)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if a.layout == "nchw" else x)
-
-
 class OnnxNetwork:
     """A network file run batched: `net(images)` → N × output width float32."""
 
@@ -156,7 +143,7 @@ class OnnxNetwork:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         a, outs = self.adapter, []
         for i in range(0, len(images), a.batch_size):
-            x = to_input(images[i : i + a.batch_size], a)
+            x = a.numpy_input(images[i : i + a.batch_size])
             outs.append(np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32).reshape(len(x), -1))
         if outs:
             return np.concatenate(outs)

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from pltd.input_contract import InputContract
 from pltd.schemas import PLTD
-from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample, to_model_input
+from pltd.trainer.data import Augment, PLTDDataset, crop_sample, flip_sample
 
 
 def synthetic_shards(tmp_path, n_shards=3, rows=50, group=7, yaw=None, kind=None, source=None) -> list[str]:
@@ -92,7 +93,7 @@ def test_sample_tensors(tmp_path):
 
 
 def test_uint8_batches_normalise_to_the_float_path_bit_for_bit(tmp_path):
-    """Consistency (pltd vs pltd): the uint8 NHWC batch normalised by `to_model_input` equals, bit for
+    """Consistency (pltd vs pltd): the uint8 NHWC batch normalised by pltd's input contract equals, bit for
     bit, the float32 samples the reader used to make on the CPU (x / 127.5 − 1 per sample, NCHW), in
     both memory layouts the trainer uses."""
     ds = PLTDDataset(synthetic_shards(tmp_path, 1, 24), Augment(input_size=112), seed=5)
@@ -101,7 +102,7 @@ def test_uint8_batches_normalise_to_the_float_path_bit_for_bit(tmp_path):
     # the former sample path, verbatim: torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()…
     before = torch.stack([torch.from_numpy(np.array(img.numpy())).permute(2, 0, 1).contiguous().float().div_(127.5)
                           .sub_(1.0) for img in batch["image"]])  # fmt: skip
-    after = to_model_input(batch["image"])
+    after = InputContract(input_size=112).torch_input(batch["image"])
     assert after.dtype == torch.float32 and after.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(after, before) and torch.equal(after.contiguous(), before)
     assert before.min() >= -1.0 and before.max() <= 1.0 and before.std() > 0.1  # real images, not a constant

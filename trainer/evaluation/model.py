@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pltd.input_contract import InputContract
 from pltd.networks import split_landmarks_pose
 from pltd.schemas import LANDMARKS_POSE
 from pltd.vectors import l2_normalize
@@ -15,37 +16,41 @@ from pltd.vectors import l2_normalize
 
 class EvalModel:
     @classmethod
-    def live(cls, net: torch.nn.Module, size: int, device: str) -> EvalModel:
-        """Wrap a network being trained (the trainer's periodic verification)."""
+    def live(cls, net: torch.nn.Module, contract: InputContract, device: str) -> EvalModel:
+        """Wrap a network being trained (the trainer's periodic verification), fed as it is trained."""
         m = cls.__new__(cls)
-        m.net, m.size, m.device, m.batch_size = net, size, device, 128
+        m.net, m.contract, m.device, m.batch_size = net, contract, device, 128
         return m
+
+    @property
+    def size(self) -> int:
+        return self.contract.input_size
 
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int = 128):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} not found")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if path.name.endswith(".torchscript.pt"):
-            self.net, self.size = torch.jit.load(str(path), map_location=self.device), 112
+        if path.name.endswith(".torchscript.pt"):  # a bare network: pltd's contract at 112 assumed
+            self.net, self.contract = torch.jit.load(str(path), map_location=self.device), InputContract()
         else:
             ck = torch.load(path, map_location="cpu", weights_only=True)
             from pltd.checkpoints import load_model
 
-            self.net, _ = load_model(path, ck.get("task"), "model")
-            self.size = int(ck["input_size"])
+            self.net, ck = load_model(path, ck.get("task"), "model")
+            self.contract = ck["input"]
             self.net.to(self.device)
         self.net.eval()
         self.batch_size = batch_size
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """N x S x S x 3 uint8 RGB → dict of numpy outputs (embedding, landmarks (N,68,2 fractions), pose)."""
+        """N x S x S x 3 uint8 RGB, fed through the network's input contract → dict of numpy outputs
+        (embedding, landmarks (N,68,2 fractions), pose)."""
         outs: dict[str, list] = {}
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
-                x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-                out = self.net(x)
+                out = self.net(self.contract.torch_input(x))
                 if not isinstance(out, dict):
                     out = split_landmarks_pose(out) if out.shape[1] == LANDMARKS_POSE else {"embedding": out}
                 for k, v in out.items():

@@ -33,13 +33,13 @@ def test_normalisation_colour_and_layout(tmp_path):
     a = OnnxAdapter(input_size=8, colour="bgr", mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 5.0), layout="nhwc")
     img = np.zeros((1, 8, 8, 3), np.uint8)
     img[..., 0], img[..., 2] = 50, 100  # R = 50, B = 100
-    x = onnx_backend.to_input(img, a)
+    x = a.numpy_input(img)
     assert x.shape == (1, 8, 8, 3)
     assert x[0, 0, 0].tolist() == [(100 - 10) / 2, (0 - 20) / 4, (50 - 30) / 5]  # B, G, R
-    nchw = onnx_backend.to_input(img, OnnxAdapter(input_size=8))
+    nchw = OnnxAdapter(input_size=8).numpy_input(img)
     assert nchw.shape == (1, 3, 8, 8) and nchw[0, 0, 0, 0] == pytest.approx(50 / 127.5 - 1)
     with pytest.raises(ValueError, match="expected N×16×16×3"):
-        onnx_backend.to_input(img, OnnxAdapter(input_size=16))
+        OnnxAdapter(input_size=16).numpy_input(img)
 
 
 def test_output_width_must_match_the_decoding(tmp_path):
