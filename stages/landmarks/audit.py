@@ -94,7 +94,7 @@ def agreement_split(gt: list[dict], threshold: float = AGREEMENT_SPLIT) -> dict:
 
 def format_audit(report: dict) -> list[str]:
     if not report.get("images"):
-        return ["label audit: no ground-truth rows"]
+        return ["label audit: no ground-truth rows in the PLTD's jaw style (landmarks.jaw_style)"]
     if report.get("reference") == "synthetic":
         lines = [
             f"label audit on {report['images']} reference images ({report['accepted']} accepted by Algorithm 1) — "

@@ -56,6 +56,12 @@ TITLES = {
 }
 KEEP_PERCENTS = (50, 70, 90, 100)
 
+JAW_STYLE_HINT = (
+    "landmarks.jaw_style: ground truth in another jaw style than "
+    "the PLTD's is pseudo-labelled, not audited (AFLW2000-3D is 3D-style; "
+    "300W-LP is 2D-style, 3D-style with its landmarks/ folder)"
+)
+
 
 def _errors(pred: list, truth: list) -> tuple[np.ndarray, np.ndarray]:
     """Per-face NME68 and inner-51 NME in %."""
@@ -126,7 +132,9 @@ def label_metrics(table: pa.Table) -> dict:
     """The label report of a landmarks-stage table (its ground-truth rows); ValueError without any."""
     rows = table.filter(pc.equal(table.column("label_kind"), "ground_truth")).to_pylist()
     if not rows:
-        raise ValueError("the run has no ground-truth rows (a 300w_lp or aflw2000 source)")
+        raise ValueError(
+            "the run has no ground-truth rows (a 300w_lp or aflw2000 source) in the PLTD's jaw style; " + JAW_STYLE_HINT
+        )
     acc = [r for r in rows if r.get("pseudo_status") == "accepted"]
     rej = [r for r in rows if r.get("pseudo_status") != "accepted"]
     reasons: dict[str, int] = {}
