@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pltd.input_contract import InputContract
 from pltd.validation import error_lines
@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     # related systems' options, all off by default so that a preset trains the paper's model
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"  # fixed λ1, λ2 or learned (Kendall/MOS)
     uncertainty_init: Literal["zero", "lambdas"] = "zero"  # start s_i at 0 or at the fixed weights
-    pose_head: Literal["euler", "6d", "heatmap", "heatmap_6d"] = "euler"  # IResNet-Multi's pose branch
+    pose_head: str = "euler"  # IResNet-Multi's pose branch, one of pltd.networks.iresnet.POSE_HEADS
     visibility_head: bool = False  # per-landmark self-occlusion logits (IResNet-Multi)
     lambda_vis: float = 1.0  # visibility BCE weight (fixed weighting)
     # optimisation
@@ -76,6 +76,15 @@ class TrainConfig(BaseModel):
     def input_contract(self) -> InputContract:
         """What the network is fed, and what its checkpoint records: pltd's contract at `input_size`."""
         return InputContract(input_size=self.input_size)
+
+    @field_validator("pose_head")
+    @classmethod
+    def _known_pose_head(cls, v: str) -> str:
+        from pltd.networks.iresnet import POSE_HEADS  # the network's own list (imports torch: training only)
+
+        if v not in POSE_HEADS:
+            raise ValueError(f"{v!r} is not a pose head; expected one of {', '.join(POSE_HEADS)}")
+        return v
 
     @model_validator(mode="after")
     def _heads_are_network_options(self) -> TrainConfig:

@@ -130,6 +130,25 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+POSITION = ("step", "epoch", "batches_done_in_epoch")  # where a run stands, as checkpoint.pt keys
+
+
+def training_state(parts: dict, position: tuple[int, int, int], cfg: TrainConfig) -> dict:
+    """checkpoint.pt: each part's state_dict under its name (model, optimizer, scheduler, scaler), the
+    position (`POSITION`), every RNG state and the config; `restore` reads the same keys back."""
+    return {**{name: part.state_dict() for name, part in parts.items()}, **dict(zip(POSITION, position, strict=True)),
+            "rng": rng_state(), "config": cfg.model_dump()}  # fmt: skip
+
+
+def restore(ck: dict, parts: dict) -> tuple[int, int, int]:
+    """Load a `training_state` checkpoint into the parts and the RNGs; returns the position."""
+    for name, part in parts.items():
+        part.load_state_dict(ck[name])
+    set_rng_state(ck["rng"])
+    step, epoch, done_in_epoch = (int(ck[k]) for k in POSITION)
+    return step, epoch, done_in_epoch
+
+
 def to_device(batch: dict, device: torch.device, channels_last: bool, contract: InputContract) -> dict:
     """Tensors to the device; the uint8 N×H×W×3 image batch is normalised there, by the run's contract."""
     out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -213,14 +232,9 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
     step, epoch, done_in_epoch = 0, 0, 0
     ckpt_path = out_dir / "checkpoint.pt"
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        step, epoch, done_in_epoch = ck["step"], ck["epoch"], ck["batches_done_in_epoch"]
-        set_rng_state(ck["rng"])
+        step, epoch, done_in_epoch = restore(torch.load(ckpt_path, map_location=device, weights_only=True), parts)
     total = max_steps if max_steps is not None else cfg.epochs * steps_per_epoch
     main = rank == 0
     if main:
@@ -245,9 +259,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
     contract = cfg.input_contract()
 
     def state() -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "batches_done_in_epoch": done_in_epoch,
-                "rng": rng_state(), "config": cfg.model_dump()}  # fmt: skip
+        return training_state(parts, (step, epoch, done_in_epoch), cfg)
 
     stopped = False  # a stop request every rank has agreed on
     try:

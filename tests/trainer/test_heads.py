@@ -164,3 +164,14 @@ def test_bad_head_settings_name_the_field(over, message):
 def test_unknown_pose_head_in_the_network():
     with pytest.raises(ValueError, match="pose_head 'quat'"):
         create("iresnet_multi_tiny", pose_head="quat")
+
+
+def test_the_config_accepts_exactly_the_networks_pose_heads():
+    """Consistency: `pose_head` is checked against the network's `POSE_HEADS` (one list): each one
+    configures and builds; an unknown one is refused naming them."""
+    from pltd.networks.iresnet import POSE_HEADS
+
+    for head in POSE_HEADS:
+        assert model(f"pose_head={head}").net.six_d == head.endswith("6d")
+    with pytest.raises(ValueError, match=f"expected one of {', '.join(POSE_HEADS)}"):
+        load_config("mtl", ["pose_head=quat"])

@@ -91,3 +91,36 @@ def test_checkpoint_writer_saves_the_state_of_the_step(tmp_path):
     back = torch.load(tmp_path / "c.pt", weights_only=True)
     assert back["step"] == 7 and torch.equal(back["model"]["w"], torch.arange(1_000_000, dtype=torch.float32))
     assert not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_restore_reads_back_every_key_the_checkpoint_writes(tmp_path):
+    """Consistency: `restore` loads every part and the position `training_state` saved (one list of
+    keys for both), through a real file; a checkpoint missing a part is an error, not a silent reset."""
+    from pltd.trainer.loop import restore, training_state
+
+    def parts(seed: int) -> dict:
+        torch.manual_seed(seed)
+        net = torch.nn.Linear(3, 2)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s)
+        return {
+            "model": net,
+            "optimizer": opt,
+            "scheduler": sched,
+            "scaler": torch.amp.GradScaler("cpu", enabled=False),
+        }
+
+    a = parts(0)
+    a["model"](torch.ones(1, 3)).sum().backward()
+    a["optimizer"].step()
+    a["scheduler"].step()
+    torch.save(training_state(a, (7, 2, 3), load_config("mtl", ["arch=iresnet_multi_tiny"])), tmp_path / "c.pt")
+    b = parts(1)
+    ck = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert restore(ck, b) == (7, 2, 3)
+    assert all(torch.equal(v, b["model"].state_dict()[k]) for k, v in a["model"].state_dict().items())
+    assert b["optimizer"].state_dict()["state"][0]["momentum_buffer"] is not None
+    assert b["scheduler"].last_epoch == a["scheduler"].last_epoch == 1
+    del ck["scaler"]
+    with pytest.raises(KeyError, match="scaler"):
+        restore(ck, parts(2))

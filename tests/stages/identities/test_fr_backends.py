@@ -224,3 +224,14 @@ def test_missing_weights_fail_at_start_up_naming_the_file_and_the_field(tmp_path
         manifest(tmp_path, ident | {"architectures": [None, None]})
     with pytest.raises(ValueError, match=r"onnx\.1: unknown preset 'pltd_teacher'"):
         manifest(tmp_path, ident | {"onnx": [None, "pltd_teacher"]})
+
+
+def test_the_insightface_architectures_are_the_iresnets_pltd_builds():
+    """Consistency: the names a manifest may give `identities.architectures` (kept without torch, for the
+    manifest's validation) are exactly the IResNets whose blocks per stage pltd knows and builds."""
+    from pltd.networks import ARCHITECTURES
+    from pltd.networks.iresnet import LAYERS
+    from pltd.stages.identities.networks import INSIGHTFACE_ARCHITECTURES
+
+    assert tuple(f"iresnet{n}" for n in LAYERS) == INSIGHTFACE_ARCHITECTURES
+    assert set(INSIGHTFACE_ARCHITECTURES) <= set(ARCHITECTURES)
