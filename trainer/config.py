@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pltd.input_contract import InputContract
 from pltd.validation import error_lines
@@ -77,19 +77,14 @@ class TrainConfig(BaseModel):
         """What the network is fed, and what its checkpoint records: pltd's contract at `input_size`."""
         return InputContract(input_size=self.input_size)
 
-    @field_validator("pose_head")
-    @classmethod
-    def _known_pose_head(cls, v: str) -> str:
-        from pltd.networks.iresnet import POSE_HEADS  # the network's own list (imports torch: training only)
-
-        if v not in POSE_HEADS:
-            raise ValueError(f"{v!r} is not a pose head; expected one of {', '.join(POSE_HEADS)}")
-        return v
-
     @model_validator(mode="after")
     def _heads_are_network_options(self) -> TrainConfig:
-        """`pose_head` and `visibility_head` build the network, so they go into `arch_kwargs` (which
-        the exported checkpoint records); the defaults leave `arch_kwargs` untouched."""
+        """`pose_head` (one of the network's `POSE_HEADS`) and `visibility_head` build the network, so they
+        go into `arch_kwargs` (which the exported checkpoint records); the defaults leave `arch_kwargs` untouched."""
+        from pltd.networks.iresnet import POSE_HEADS  # the network's own list (imports torch: training only)
+
+        if self.pose_head not in POSE_HEADS:
+            raise ValueError(f"pose_head: {self.pose_head!r}: expected one of {', '.join(POSE_HEADS)}")
         heads = {"pose_head": self.pose_head, "visibility_head": self.visibility_head}
         heads = {k: v for k, v in heads.items() if v != type(self).model_fields[k].default}
         for k, v in heads.items():
