@@ -29,7 +29,8 @@ def test_paper_manifest_takes_roots_from_the_environment():
         "ms1mv3": "/d/ms1m",
         "300w_lp": "/d/300wlp",
     }
-    assert m.landmarks.views == 8 and m.landmarks.t_d == 0.05 and m.landmarks.teacher == "resnet50"
+    assert m.landmarks.views == 2 and m.landmarks.t_d == 0.05 and m.landmarks.teacher == "3ddfa_v2"
+    assert m.landmarks.fusion == "consensus" and m.landmarks.mirror and m.landmarks.jaw_style == "3d"
     assert m.identities.networks == ["facenet", "insightface"] and m.identities.architectures == [None, "iresnet50"]
     assert m.identities.checkpoints == ["/m/20180402-114759-vggface2.pt", "/m/ms1mv3_arcface_r50_fp16/backbone.pth"]
 

@@ -50,7 +50,10 @@ def test_stage_settings_are_the_manifest_sections(tmp_path):
     assert by_name["landmarks"].settings(m) is m.landmarks and m.landmarks.views == 4
     assert LandmarkSettings() == Manifest.model_fields["landmarks"].default  # one definition of the defaults
     assert by_name["ingest"].settings(m) is m.ingest and by_name["assemble"].settings(m) is m.output
-    assert not by_name["landmarks"].wants_gpu(m)
+    # the default teacher (3DDFA_V2 through onnxruntime, which takes its CUDA provider where the worker
+    # has one) asks for a GPU; dlib68 + MediaPipe run on the CPU only
+    assert by_name["landmarks"].wants_gpu(m)
+    assert not by_name["landmarks"].wants_gpu(manifest(tmp_path, landmarks={"teacher": "dlib68"}))
     assert by_name["landmarks"].wants_gpu(manifest(tmp_path, landmarks={"teacher": "resnet50"}))
 
 
