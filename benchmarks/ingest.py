@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
+from pltd.pipeline.catalog import Ingest
 from pltd.pipeline.cluster import WORKER_CONFIG
-from pltd.pipeline.jobs import ingest_compute
+from pltd.pipeline.layout import RunLayout
 from pltd.pipeline.partition import Job, PartitionTask, execute
 from pltd.pipeline.plan import make_plan
 from pltd.pipeline.runner import run_stage
@@ -32,6 +33,11 @@ from pltd.stages.readers.base import Source
 from pltd.stages.readers.folders import ImageFolderOptions
 from pltd.stages.readers.insightface_rec import RecOptions
 from pltd.stages.recordio import RecordWriter, pack
+
+
+def ingest_compute(run: str, source, part: int, settings):
+    """The ingest stage's own work on one partition (what its Dask task runs)."""
+    return Ingest().compute(RunLayout(run), source, part, settings)
 
 
 def faces(n_distinct: int = 64) -> list[bytes]:
