@@ -62,6 +62,14 @@ class InputContract(Strict):
         x = x.div(std).sub_(shift)  # not in place: a float batch given stays as it was
         return x.permute(0, 3, 1, 2) if self.layout == "nchw" else x
 
+    def torch_batches(self, images: np.ndarray, device, batch_size: int):
+        """`torch_input` of N×S×S×3 uint8 RGB images, `batch_size` at a time, on `device` (the uint8
+        batch is what crosses to the device)."""
+        import torch
+
+        for i in range(0, len(images), batch_size):
+            yield self.torch_input(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device))
+
     def record(self) -> dict[str, Any]:
         """The contract as plain values, for a checkpoint (loadable with torch's weights_only)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_dump().items()}

@@ -129,8 +129,7 @@ class TorchEmbedder(Backend):
         torch = self.torch
         outs = []
         with torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                x = self.contract.torch_input(torch.from_numpy(crops[i : i + self.batch_size]).to(self.device))
+            for x in self.contract.torch_batches(crops, self.device, self.batch_size):
                 outs.append(self._forward(x).float().cpu().numpy())
         return l2_normalize(np.concatenate(outs)) if outs else np.zeros((0, self.dim), np.float32)
 

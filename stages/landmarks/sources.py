@@ -159,8 +159,7 @@ class ResNetTeacher(PltdCheckpoint, LandmarkSource):
         torch = self.torch
         outs = []
         with torch.inference_mode():
-            for i in range(0, len(images), self.batch_size):
-                x = self.contract.torch_input(torch.from_numpy(images[i : i + self.batch_size]).to(self.device))
+            for x in self.contract.torch_batches(images, self.device, self.batch_size):
                 outs.append(self.model(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, LANDMARKS_POSE), np.float32)
 

@@ -48,9 +48,8 @@ class EvalModel:
         (embedding, landmarks (N,68,2 fractions), pose)."""
         outs: dict[str, list] = {}
         with torch.inference_mode():
-            for i in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
-                out = self.net(self.contract.torch_input(x))
+            for x in self.contract.torch_batches(images, self.device, self.batch_size):
+                out = self.net(x)
                 if not isinstance(out, dict):
                     out = split_landmarks_pose(out) if out.shape[1] == LANDMARKS_POSE else {"embedding": out}
                 for k, v in out.items():
