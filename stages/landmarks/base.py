@@ -24,6 +24,9 @@ class Sample:
     pose: tuple[float, float, float] | None  # yaw, pitch, roll (°), pltd.pose; None: not regressed (fitted later)
     source: str  # registry name
     mesh: np.ndarray | None = None  # MediaPipe: 468 x 3 (x, y in view pixels, z in the same scale)
+    # a source that refines its own crop (3DDFA_V2, `teacher_passes` ≥ 2): its earlier passes' 68 points
+    # (passes − 1, 68, 2), view pixels; the consensus counts them in the label's expected error only
+    earlier: np.ndarray | None = None
 
 
 class LandmarkSource(Backend):

@@ -150,7 +150,13 @@ class Tddfa(LandmarkSource):
         images = [v.image for v in views]
         rois = np.stack([roi_from_bbox(nominal_box(v)) for v in views])
         pts, poses = self.run(images, rois)
+        earlier = []
         for _ in range(self.passes - 1):
+            earlier.append(pts)
             rois = np.stack([roi_from_landmarks(p) for p in pts])
             pts, poses = self.run(images, rois)
-        return [Sample(p, tuple(float(a) for a in q), self.name) for p, q in zip(pts, poses, strict=True)]
+        before = np.stack(earlier, axis=1) if earlier else [None] * len(views)
+        return [
+            Sample(p, tuple(float(a) for a in q), self.name, earlier=e)
+            for p, q, e in zip(pts, poses, before, strict=True)
+        ]
