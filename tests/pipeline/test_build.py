@@ -48,7 +48,9 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert "Dask dashboard: http://" in done.stdout
     assert "Stages run: ingest, landmarks, embeddings, identities, assemble." in done.stdout
     rec = json.loads((run / "reconciliation.json").read_text())
-    assert rec["final_stage"] == "assemble" and rec["ok"] and rec["pltd_rows"] == 198  # 206 in = 198 + 5 at ingest + 3 at landmarks
+    assert (
+        rec["final_stage"] == "assemble" and rec["ok"] and rec["pltd_rows"] == 198
+    )  # 206 in = 198 + 5 at ingest + 3 at landmarks
     ingest = {s: (v["images_in"], v["rejected_by_reason"]) for s, v in rec["sources"].items()}
     assert {s: n for s, (n, _) in ingest.items()} == {"vggface2": 67, "ms1mv3": 85, "300w_lp": 54}
     assert ingest["vggface2"][1]["ingest:decode_error"] == 1 and ingest["vggface2"][1]["ingest:empty_file"] == 1
@@ -244,4 +246,8 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
     ds = PLTDDataset([str(p) for p in shards])
     assert sum(1 for _ in ds) == 198
     card = (run / "pltd" / "README.md").read_text()
-    assert "198 images, 40 identities" in card and "jaw points 0-16 3D-style" in card and (run / "pltd" / "pose_hist.png").exists()
+    assert (
+        "198 images, 40 identities" in card
+        and "jaw points 0-16 3D-style" in card
+        and (run / "pltd" / "pose_hist.png").exists()
+    )
