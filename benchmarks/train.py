@@ -10,7 +10,7 @@ NHWC normalised on the device, as the trainer does.
 
     python benchmarks/train.py --heads [--batch 8 --steps 2 --classes 1000]
 
-measures the issue-15 options one by one (uncertainty weighting, `pose_head` heatmap / 6d /
+measures the optional heads and weightings one by one (uncertainty weighting, `pose_head` heatmap / 6d /
 heatmap_6d, the visibility head) on the same batch and prints each one's images/s and its ratio
 to the default configuration.
 """
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--classes", type=int, default=93_094)  # the paper's PLTD identities
     ap.add_argument("--out", default="benchmarks/out/train.json")
-    ap.add_argument("--heads", action="store_true", help="the issue-15 options vs the default")
+    ap.add_argument("--heads", action="store_true", help="the optional heads and weightings vs the default")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     configure_backends(load_config("mtl"), device)  # as the trainer: native CPU convolutions, TF32 on CUDA
@@ -116,7 +116,7 @@ HEADS = {
 
 
 def heads_table(args, device: torch.device) -> None:
-    """images/s of each issue-15 option, same batch and seed, and the ratio to the default."""
+    """images/s of each optional head or weighting, same batch and seed, and the ratio to the default."""
     rows = {}
     for name, over in HEADS.items():
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The newcomer's first training run (issue 20): the README command on the embedded sample, timed.
+"""The newcomer's first training run: the README command on the embedded sample, timed.
 
     python benchmarks/train_first_run.py [--data runs/sample/pltd] [--preset mtl-tiny] [--baseline]
 
@@ -6,7 +6,7 @@ Runs `pltd train --preset mtl-tiny --data runs/sample/pltd --out TMP` as a user 
 subprocess, the CLI's start-up included) and prints its wall time, the mean of each loss term over
 the first and the last epoch and their ratio (the losses must go down), against the target of about
 two minutes on two cores. Baseline: the paper's preset, `pltd train --preset mtl … --max-steps 5`,
-≈ 100 s a step and 12.7 GB on this 2-core machine (issue 20's measurement, quoted); `--baseline`
+≈ 100 s a step and 12.7 GB on a 2-core machine (a measurement quoted, not re-taken); `--baseline`
 measures one step of it instead (about 2 minutes and 13 GB of memory). Build the sample first:
 `pltd build --out runs/sample`.
 """
@@ -24,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 TARGET_S = 120.0
-ISSUE_MTL_S_PER_STEP = 100.0  # issue 20: `--preset mtl --max-steps 5` on the 2-core machine
+ISSUE_MTL_S_PER_STEP = 100.0  # quoted: `--preset mtl --max-steps 5` on a 2-core machine, s per step
 TERMS = ("fr", "fld", "hpe", "loss")
 
 
@@ -66,7 +66,7 @@ def main() -> None:
     for k in TERMS:
         print(f"  {k:>4}: epoch {min(means)} mean {first[k]:8.3f} → epoch {max(means)} mean {last[k]:8.3f}"
               f"  ({first[k] / last[k]:.2f}× lower)")  # fmt: skip
-    how = "measured, 1 step incl. start-up" if args.baseline else "issue 20's figure"
+    how = "measured, 1 step incl. start-up" if args.baseline else "the quoted figure"
     print(f"baseline: --preset mtl ≈ {base_step:.0f} s a step ({how}); the whole first run = "
           f"{wall / base_step:.2f} steps of it, {5 * base_step / wall:.1f}× faster than its 5-step look")  # fmt: skip
 

@@ -114,7 +114,7 @@ def test_no_import_circles():
 
 def test_a_package_init_circle_is_found(tmp_path):
     """Consistency of the checker itself: a child reading a name from its package's `__init__`, which
-    imports the child, is a circle (pltd.networks was one until `_registry.py`, issue 20); importing a
+    imports the child, is a circle (pltd.networks was one before its registry moved to `_registry.py`); importing a
     sibling module through the package (`from pkg import child`) is not."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()

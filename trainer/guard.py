@@ -1,4 +1,5 @@
-"""Divergence: a non-finite loss, or a total loss that explodes, stops training (issue 20).
+"""Divergence: a non-finite loss, or a total loss that explodes, stops training, naming the step and the term,
+so that a run never writes a checkpoint after a bad step.
 
 The check runs on the device every step without a host sync: the guard keeps, per loss term, a
 running mean and the first step at which that term went wrong, as tensors. The loop reads them

@@ -1,4 +1,4 @@
-"""Divergence stops training (issue 20): an injected NaN or explosion ends a real run with a message
+"""Divergence stops training: an injected NaN or explosion ends a real run with a message
 naming the step and the term, and the checkpoint left is the last good one.
 
 Consistency tests (pltd vs pltd): the injection wraps the real `TaskModel.losses` and spoils the real
