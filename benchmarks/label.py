@@ -150,7 +150,7 @@ def main() -> None:
         "batched_teacher": batched_teacher(),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
-    print(f"{rows.num_rows} images x {args.views} views, dlib68 + MediaPipe + EAR blink, one core:")
+    print(f"{rows.num_rows} images x {args.views} views, {s.teacher} + {s.second} + {s.blink} blink, one core:")
     e2e_ms, ips = res["end_to_end_ms_per_image"], res["images_per_s_per_core"]
     print(f"  end to end: {e2e_ms:.1f} ms/image = {ips:.1f} images/s per core")
     for k, v in res["components_ms_per_image"].items():

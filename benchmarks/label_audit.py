@@ -33,7 +33,8 @@ def main() -> None:
     rows = ingest_partition(src, read_partition(run, src.name, 0), IngestSettings())[0].slice(0, n)
     for teacher in ("dlib68", "3ddfa_v2"):
         t0 = time.process_time()
-        table, rejected = label_partition(rows, LandmarkSettings(teacher=teacher))
+        settings = LandmarkSettings(teacher=teacher, jaw_style="2d")  # the reference is pt2d: 2D-style
+        table, rejected = label_partition(rows, settings)
         dt = (time.process_time() - t0) / rows.num_rows
         print(
             f"--- teacher {teacher}: {rows.num_rows} images, {dt * 1e3:.0f} ms CPU/image, {rejected.num_rows} rejected"

