@@ -81,8 +81,7 @@ def write_card(layout: RunLayout, summary: dict, reconciliation: dict, identitie
         f"schema version {dataset['schema_version']}. Built by pltd {dataset['pltd_version']}; settings hash "
         f"`{dataset['settings_hash']}`.",
         "",
-        f"Landmarks: {dataset['landmarks']}.",
-        "",
+        *([f"Landmarks: {dataset['landmarks']}.", ""] if dataset.get("landmarks") else []),
         "| source | images | rejected on the way |",
         "|---|---|---|",
     ]
