@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, data: str, out: str, max_steps: int | None = None, r
             if stopped:
                 say(f"stopped at step {step} by {stop.name}; checkpoint {ckpt_path}")
             else:
-                export_inference(model, cfg, out_dir / "model.pt")
+                export_inference(model, cfg, out_dir / "model.pt", jaw_style_of(shards))
                 if cfg.export_onnx:
                     from pltd.trainer.export import export_onnx
 
@@ -355,16 +355,27 @@ def _stopping(stop: StopRequest, world: int, device: torch.device, sync_point: b
     return bool(flag.item())
 
 
-def export_inference(model: TaskModel, cfg: TrainConfig, path: Path) -> None:
-    """The network alone as a pltd checkpoint (what the pipeline's backends load); TorchScript too
-    when `export_torchscript` is set."""
+def jaw_style_of(shards: list[str]) -> str | None:
+    """The jaw style of the PLTD's landmarks (its shards' `pltd.jaw_style`), None for a PLTD written
+    before styles were recorded: a teacher trained on it gives that style (`ResNetTeacher`)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(shards[0]).metadata or {}
+    style = meta.get(b"pltd.jaw_style")
+    return style.decode() if style else None
+
+
+def export_inference(model: TaskModel, cfg: TrainConfig, path: Path, jaw_style: str | None = None) -> None:
+    """The network alone as a pltd checkpoint (what the pipeline's backends load), with the jaw style
+    of the landmarks it learned; TorchScript too when `export_torchscript` is set."""
     from pltd.checkpoints import save_checkpoint
 
     task = {"fr": "face_recognition", "blink": "blink"}.get(cfg.tasks[0], "landmarks_pose")
     if set(cfg.tasks) >= {"fr", "fld"}:
         task = "multitask"
     net = model.net
-    save_checkpoint(path, net, cfg.arch, task, cfg.input_contract(), arch_kwargs=cfg.arch_kwargs, preset=cfg.preset)
+    meta = {"arch_kwargs": cfg.arch_kwargs, "preset": cfg.preset, "jaw_style": jaw_style}
+    save_checkpoint(path, net, cfg.arch, task, cfg.input_contract(), **meta)
     if not cfg.export_torchscript:
         return
     was = net.training

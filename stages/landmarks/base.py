@@ -39,6 +39,13 @@ class LandmarkSource(Backend):
     jaw_style: ClassVar[Literal["2d", "3d"]] = "2d"
     pose_is_fitted: ClassVar[bool]  # True: samples carry pose None and the stage fits it (FittedPose)
 
+    @classmethod
+    def gives_jaw(cls, **options) -> str | None:
+        """The jaw style this source gives with these manifest options, or None when its weights
+        decide it (a network trained on a PLTD learns that PLTD's style): the start-up check of
+        `landmarks.jaw_style` reads it."""
+        return cls.jaw_style
+
 
 SOURCES: Registry[type[LandmarkSource]] = Registry("landmark source")
 register = SOURCES.register

@@ -178,6 +178,10 @@ class OnnxTeacher(OnnxFile, LandmarkSource):
     name = "onnx"
     pose_is_fitted = False
 
+    @classmethod
+    def gives_jaw(cls, **_) -> None:
+        return None  # pltd's teacher exported: the style of the PLTD it was trained on
+
     def __init__(self, adapter: OnnxAdapter, threads: int = 0, **_):
         if adapter.path is None:
             raise ValueError("landmarks.teacher_onnx.path: an .onnx file is required for landmarks_pose_139")

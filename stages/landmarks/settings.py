@@ -124,10 +124,9 @@ class LandmarkSettings(Strict):
         return self
 
     def jaw_styles(self) -> set[str] | None:
-        """The jaw styles the configured sources give, or None when the teacher's is decided by its
-        weights (a pltd-trained `resnet50` or `onnx` teacher learns the style of the PLTD it was
-        trained on; the stage reads it from the source once built)."""
-        if self.teacher == "resnet50" or (self.teacher == "onnx" and self.teacher_onnx.decoding != "3ddfa_62"):
-            return None
-        teacher = "3d" if self.teacher == "onnx" else SOURCES.get(self.teacher).jaw_style
-        return {teacher} | ({SOURCES.get(self.second).jaw_style} if self.second != "none" else set())
+        """The jaw styles the configured sources declare (`LandmarkSource.gives_jaw`), or None when a
+        source's weights decide it (a pltd-trained teacher learns the style of the PLTD it was
+        trained on)."""
+        chosen = self.backends()
+        styles = {c.backend.gives_jaw(**c.options) for role, c in chosen.items() if role in ("teacher", "second")}
+        return None if None in styles else styles

@@ -137,6 +137,10 @@ class ResNetTeacher(PltdCheckpoint, LandmarkSource):
     degrees. Runs batched over every view it is given, on the GPU when there is one.
     """
 
+    @classmethod
+    def gives_jaw(cls, **_) -> None:
+        return None  # the style of the PLTD it was trained on
+
     pose_is_fitted = False  # it regresses the pose (trained on 300W-LP's Pose_Para)
     TASK = "landmarks_pose"
 
@@ -149,6 +153,9 @@ class ResNetTeacher(PltdCheckpoint, LandmarkSource):
         self.model, ckpt = load_model(checkpoint, task=self.TASK, role="landmarks.teacher_checkpoint")
         self.contract = ckpt["input"]
         self.input_size = self.contract.input_size
+        # the jaw style of the PLTD it learned (`pltd train` records it); a checkpoint without one was
+        # trained before styles were recorded, on 300W-LP's pt2d: 2D-style
+        self.jaw_style = (ckpt.get("meta") or {}).get("jaw_style") or "2d"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # channels_last: oneDNN's faster convolution layout on CPUs (~25 % here) and on GPUs
         self.model.to(self.device, memory_format=torch.channels_last)
@@ -192,6 +199,10 @@ class OnnxSource(LandmarkSource):
     @classmethod
     def model_files(cls, adapter: OnnxAdapter | None = None, **_):
         return cls.decoder(adapter).model_files(adapter=adapter)
+
+    @classmethod
+    def gives_jaw(cls, adapter: OnnxAdapter | None = None, **_) -> str | None:
+        return cls.decoder(adapter).gives_jaw()
 
     @classmethod
     def check(cls, where, adapter: OnnxAdapter | None = None, **_):

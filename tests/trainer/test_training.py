@@ -85,15 +85,22 @@ def test_resume_continues_exactly(pltd, tmp_path):
 
 
 def test_teacher_preset_hands_over_to_the_landmark_stage(pltd, tmp_path):
+    """The checkpoint carries the jaw style of the PLTD it learned (the shards' `pltd.jaw_style`), and
+    the landmark source built from it declares that style (consistency)."""
+    import pyarrow.parquet as pq
+
     from pltd.stages.landmarks.sources import create_source
 
+    first = sorted(pltd.glob("part-*.parquet"))[0]
+    t = pq.read_table(first)
+    pq.write_table(t.replace_schema_metadata({**(t.schema.metadata or {}), b"pltd.jaw_style": b"3d"}), first)
     out = tmp_path / "teacher"
     res = CliRunner().invoke(app, ["train", "--preset", "teacher-300wlp", "--data", str(pltd), "--out", str(out),
                                    "--max-steps", "2", "--set", "arch=resnet_tiny", "--set", "batch_size=8",
                                    "--set", "num_workers=0"])  # fmt: skip
     assert res.exit_code == 0, res.output
     teacher = create_source("resnet50", checkpoint=str(out / "model.pt"))  # the pipeline's backend
-    assert teacher.input_size == 128
+    assert teacher.input_size == 128 and teacher.jaw_style == "3d"
 
 
 def _free_port() -> int:
