@@ -94,8 +94,8 @@ POSE_HEADS = ("euler", "6d", "heatmap", "heatmap_6d")
 class IResNetMulti(IResNet):
     """Stages 1–3 shared; stage 4 copied per task with its own head: embedding, 136 landmarks, 3 angles.
 
-    Options (issue 15; off by default, and then the network is exactly the paper's, module for
-    module): `pose_head` "6d" (6 outputs → R by Gram–Schmidt, angles read back: `heads.py`),
+    Options from related systems (off by default, so that the network is exactly the paper's, module
+    for module): `pose_head` "6d" (6 outputs → R by Gram–Schmidt, angles read back: `heads.py`),
     "heatmap" (ATPN: a heatmap of the predicted landmarks fused with stage-2 features into the pose
     branch's input), "heatmap_6d" (both); `visibility_head` (68 visibility logits from the FLD branch).
     """
