@@ -64,6 +64,11 @@ def test_unset_variable_names_file_field_and_variable():
             "landmarks.t_d",
             "greater",
         ),
+        (  # dlib68 and MediaPipe both give the visible-outline (2D-style) jaw: a 3D-style PLTD has no jaw source
+            "name: x\nsources: [{name: a, format: vggface2, root: /r}]\nlandmarks: {teacher: dlib68}\n",
+            "landmarks",
+            "jaw_style: '3d', but no configured source gives that jaw",
+        ),
         (
             "name: x\nsources: [{name: a, format: vggface2, root: /r}, {name: a, format: vggface2, root: /s}]\n",
             "sources",
