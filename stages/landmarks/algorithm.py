@@ -154,8 +154,11 @@ def label_views(
             for idx in [[i for i, k in enumerate(kinds) if k == kind]]
         ]
         fit = consensus(groups, s.jaw_style, s.t_d, s.min_samples)
-        if fit.landmarks is not None and pose_from in ("teacher", "blend"):
-            given = [p for p, k in zip(poses, kinds, strict=True) if k == "teacher" and p is not None]
+        if fit.landmarks is not None and pose_from in ("teacher", "blend", "own"):
+            # teacher / blend: the teacher's regressed poses; own: every sample's own pose (fitted ones too)
+            given = [
+                p for p, k in zip(poses, kinds, strict=True) if p is not None and (pose_from == "own" or k == "teacher")
+            ]
             fit.pose = mean_pose(np.array(given)) if given else None  # over views and mirrors
         kinds = sorted(kinds, key=("teacher", "second").index)  # fit.kept indexes the samples by source
     else:

@@ -91,3 +91,23 @@ def test_a_mirrored_view_brings_points_back_with_the_ibug_permutation():
     assert mirrored.to_view(pts) == pytest.approx(in_mirror)
     x0, _, x1, _ = direct.face
     assert mirrored.face[0] == pytest.approx(128 - x1) and mirrored.face[2] == pytest.approx(128 - x0)
+
+
+def test_every_pose_source_gives_the_consensus_label_a_pose_and_blend_lies_between():
+    """With the real default sources on the astronaut photo: `own`, `teacher`, `fit` and `blend` each
+    give a pose; `blend` is the rotation mean of the teacher's and the fit's, so each angle lies
+    between theirs (consistency)."""
+    import skimage.data
+
+    from pltd.stages.landmarks.settings import LandmarkSettings
+    from pltd.stages.landmarks.stage import Models, label_image
+
+    poses = {}
+    for mode in ("own", "teacher", "fit", "blend"):
+        s = LandmarkSettings(pose_from=mode, mean_face="shipped")
+        fit, _ = label_image(skimage.data.astronaut(), np.array([175.0, 76.0, 265.0, 166.0]), "a", s, Models(s))
+        assert fit.reason is None and fit.pose is not None
+        poses[mode] = np.array(fit.pose)
+    low, high = np.minimum(poses["teacher"], poses["fit"]), np.maximum(poses["teacher"], poses["fit"])
+    assert np.all(poses["blend"] >= low - 0.05) and np.all(poses["blend"] <= high + 0.05)
+    assert abs(poses["teacher"][1] - poses["fit"][1]) > 1  # the two differ, so the check says something
