@@ -138,7 +138,8 @@ def label_views(
         if sec is not None and invalid_reason(sec.landmarks, s.view_size, validity) is None:
             sec_pose = None if sec.pose is None else tuple(mirror(sec.pose)) if v.mirrored else sec.pose
             pts.append(v.to_source(sec.landmarks))
-            poses.append(t_pose if pose_from == "teacher" and t_pose is not None else sec_pose)
+            # teacher / blend: the sample carries its view's teacher pose (as Algorithm 1 appends it)
+            poses.append(t_pose if pose_from in ("teacher", "blend") and t_pose is not None else sec_pose)
             kinds.append("second")
             mirrored.append(v.mirrored)
     style_of = {"teacher": styles[0], "second": styles[1]}
@@ -162,7 +163,7 @@ def label_views(
             fit.pose = mean_pose(np.array(given)) if given else None  # over views and mirrors
         kinds = sorted(kinds, key=("teacher", "second").index)  # fit.kept indexes the samples by source
     else:
-        if pose_from in ("fit", "blend"):
+        if pose_from == "fit":
             poses = [None] * len(pts)  # the accepted mean landmarks are fitted once (`fit_labels`)
         fit = selective_fit(pts, poses, s.t_d, s.keep, s.min_samples, points)
         fit = restyle_jaw(fit, pts, [style_of[k] for k in kinds], s.jaw_style)
