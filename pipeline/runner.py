@@ -296,6 +296,10 @@ class StageRun:
             raise self.watch.no_workers()
         if isinstance(exc, KilledWorker) and self._lost(attempt, isolate.WORKER_CRASH):
             return False
+        if exc is None:  # no error of its own: its result went with a killed worker ("lost"/"cancelled")
+            if self._lost(attempt, isolate.WORKER_CRASH):
+                return False
+            return self._fail(task, f"{attempt.key}: its result was lost with its worker ({fut.status})")
         return self._fail(task, "".join(traceback.format_exception_only(type(exc), exc)).strip())
 
     def _fail(self, task: PartitionTask, msg: str) -> bool:
