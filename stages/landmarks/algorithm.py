@@ -75,11 +75,13 @@ def fill_fitted_poses(samples: list[Sample | None], mean_face: np.ndarray | None
 
 
 def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray, blend: bool = False) -> None:
-    """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit;
+    """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit (to
+    its `pose_points` where the fusion gives them);
     "blend": the rotation mean of that fit and the teacher's regressed pose already in the label."""
     done = [x.fit for x in labels if x.fit.landmarks is not None]
     if done:
-        poses = fit_pose_batch(np.stack([f.landmarks for f in done]), mean_face)[0]
+        points = [f.landmarks if f.pose_points is None else f.pose_points for f in done]
+        poses = fit_pose_batch(np.stack(points), mean_face)[0]
         for f, p in zip(done, poses, strict=True):
             fitted = tuple(float(a) for a in p)
             f.pose = mean_pose(np.array([f.pose, fitted])) if blend and f.pose is not None else fitted
@@ -113,13 +115,15 @@ def label_views(
     pose_from: str,
     points: np.ndarray | None = None,
     styles: tuple[str, str] = ("2d", "2d"),
+    references: tuple[bool, bool] = (False, False),
 ) -> ImageLabel:
     """Validity per sample, AdjustUpperEyes on the teacher's samples, then the fusion (`s.fusion`):
     the consensus of the sources (`fusion.consensus`) or the paper's selective fitting; source pixels.
 
     A mirrored view's samples come back through `View.to_source` (flip and iBUG permutation) and its
     regressed pose through `pltd.pose.mirror`. `styles`: the teacher's and the second source's jaw
-    styles; only samples of the PLTD's `jaw_style` give the label's jaw points 0–16.
+    styles; only samples of the PLTD's `jaw_style` give the label's jaw points 0–16. `references`:
+    whether each is a reference source of the consensus (`LandmarkSource.reference`).
     """
     validity = Validity(s.min_face_fraction, s.min_x_spread)
     pts, poses, kinds, mirrored = [], [], [], []
@@ -150,8 +154,9 @@ def label_views(
                 np.array([mirrored[i] for i in idx], bool),
                 style_of[kind],
                 np.stack(earlier[kind]) if earlier[kind] else None,
+                ref,
             )
-            for kind in ("teacher", "second")
+            for kind, ref in zip(("teacher", "second"), references, strict=True)
             for idx in [[i for i, k in enumerate(kinds) if k == kind]]
         ]
         fit = consensus(groups, s.jaw_style, s.t_d, s.min_samples)

@@ -38,6 +38,11 @@ class LandmarkSource(Backend):
     # "3d": jaw points 0–16 are fixed model vertices, not the visible outline (algorithm.spread_points)
     jaw_style: ClassVar[Literal["2d", "3d"]] = "2d"
     pose_is_fitted: ClassVar[bool]  # True: samples carry pose None and the stage fits it (FittedPose)
+    # True: trained on 300W-LP's own 68 points over its whole pose range (3DDFA_V2, pltd's teachers), so
+    # its points are the PLTD's definition at every yaw; the consensus charges every other source with
+    # its disagreement from these (fusion.consensus, step 2). dlib (near-frontal 300-W) and MediaPipe
+    # (mesh vertices through an index map) are not.
+    reference: ClassVar[bool] = False
 
     @classmethod
     def gives_jaw(cls, **options) -> str | None:

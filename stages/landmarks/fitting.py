@@ -41,6 +41,9 @@ class Fit:
     fit_error: float  # mean over kept samples of their mean point distance to the mean / face size
     max_distance: float
     reason: str | None  # rejection reason
+    # the points the pose fit reads when they are not the label (fusion.consensus: the sources weighted
+    # by their mirror tests alone, evidence less tied to the teacher whose pose `blend` already holds)
+    pose_points: np.ndarray | None = None
 
 
 def sample_distances(samples: np.ndarray, mean: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:

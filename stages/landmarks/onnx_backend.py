@@ -177,6 +177,7 @@ class OnnxTeacher(OnnxFile, LandmarkSource):
 
     name = "onnx"
     pose_is_fitted = False
+    reference = True  # the paper's teacher: trained on 300W-LP (base.LandmarkSource.reference)
 
     @classmethod
     def gives_jaw(cls, **_) -> None:

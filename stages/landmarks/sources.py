@@ -142,6 +142,7 @@ class ResNetTeacher(PltdCheckpoint, LandmarkSource):
         return None  # the style of the PLTD it was trained on
 
     pose_is_fitted = False  # it regresses the pose (trained on 300W-LP's Pose_Para)
+    reference = True  # the paper's teacher: trained on 300W-LP (base.LandmarkSource.reference)
     TASK = "landmarks_pose"
 
     def __init__(self, checkpoint: str | None, batch_size: int = 128, device: str | None = None, **_):

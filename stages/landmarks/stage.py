@@ -116,7 +116,8 @@ def label_chunk(work: list[Work], s: LandmarkSettings, m: Models) -> list[ImageL
     run_sources(work, s, m)
     pose_from, points = pose_mode(s, m.teacher), spread_points(s, m.teacher)
     styles = (m.teacher.jaw_style, m.second.jaw_style if m.second is not None else s.jaw_style)
-    labels = [label_views(w.views, w.teacher, w.second, w.sigmas, s, pose_from, points, styles) for w in work]
+    refs = (m.teacher.reference, m.second.reference if m.second is not None else False)
+    labels = [label_views(w.views, w.teacher, w.second, w.sigmas, s, pose_from, points, styles, refs) for w in work]
     if pose_from in ("fit", "blend"):
         fit_labels(labels, m.mean_face, blend=pose_from == "blend")
     cross_check_poses(labels, [w.row for w in work], [w.image.shape[1::-1] for w in work], s, m.mean_face)

@@ -116,6 +116,7 @@ class Tddfa(LandmarkSource):
 
     pose_is_fitted = False  # a 300W-LP-trained regressor: the pose is the network's
     jaw_style = "3d"  # jaw points 0–16 are fixed vertices (algorithm.spread_points)
+    reference = True  # 300W-LP's 68 points at every pose (base.LandmarkSource.reference)
     packages = ("onnxruntime", "onnx", bfm.PACKAGE)
     wants_gpu = True
 

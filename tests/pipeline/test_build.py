@@ -49,8 +49,8 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert "Stages run: ingest, landmarks, embeddings, identities, assemble." in done.stdout
     rec = json.loads((run / "reconciliation.json").read_text())
     assert (
-        rec["final_stage"] == "assemble" and rec["ok"] and rec["pltd_rows"] == 185
-    )  # 206 in = 185 + 5 at ingest + 16 at landmarks
+        rec["final_stage"] == "assemble" and rec["ok"] and rec["pltd_rows"] == 186
+    )  # 206 in = 186 + 5 at ingest + 15 at landmarks
     ingest = {s: (v["images_in"], v["rejected_by_reason"]) for s, v in rec["sources"].items()}
     assert {s: n for s, (n, _) in ingest.items()} == {"vggface2": 67, "ms1mv3": 85, "300w_lp": 54}
     assert ingest["vggface2"][1]["ingest:decode_error"] == 1 and ingest["vggface2"][1]["ingest:empty_file"] == 1
@@ -73,12 +73,12 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert "identities: already complete" in again.stdout
     shown = CliRunner().invoke(app, ["inspect", str(run)])
     assert shown.exit_code == 0 and "vggface2" in shown.output and "landmarks" in shown.output
-    assert "45 identities in → 40 after merging" in shown.output and "PLTD: 185 rows, 40 identities" in shown.output
+    assert "45 identities in → 40 after merging" in shown.output and "PLTD: 186 rows, 40 identities" in shown.output
     # forcing assemble rewrites the shards too (they are cut from its files)
     before = (run / "pltd" / "dataset.json").stat().st_mtime
     forced = pltd("build", "--out", str(run), "--force", "assemble", env=env, timeout=300)
     assert forced.returncode == 0 and "cleared stage assemble" in forced.stdout
-    assert (run / "pltd" / "dataset.json").stat().st_mtime > before and "pltd: 185 rows" in forced.stdout
+    assert (run / "pltd" / "dataset.json").stat().st_mtime > before and "pltd: 186 rows" in forced.stdout
 
 
 @pytest.mark.slow
@@ -234,30 +234,30 @@ def test_the_sample_pltd_reads_as_is_everywhere(sample_run):
     run, _, _ = sample_run
     shards = sorted((run / "pltd").glob("part-*.parquet"))
     meta = pq.ParquetFile(shards[0]).schema_arrow.metadata
-    assert meta[b"pltd.schema_version"] == b"2" and json.loads((run / "pltd/dataset.json").read_text())["rows"] == 185
+    assert meta[b"pltd.schema_version"] == b"2" and json.loads((run / "pltd/dataset.json").read_text())["rows"] == 186
     t = pq.read_table(shards)
-    assert t.num_rows == 185 and t.schema.field("landmarks").type == pa.list_(pa.float32(), 136)
+    assert t.num_rows == 186 and t.schema.field("landmarks").type == pa.list_(pa.float32(), 136)
     assert t.schema.field("source").type == pa.dictionary(pa.int32(), pa.string())
     import duckdb
     import pandas as pd
     import polars as pl
 
     glob = str(run / "pltd" / "part-*.parquet")
-    assert len(pd.read_parquet(shards[0])) == 185
-    assert pl.read_parquet(glob).height == 185
+    assert len(pd.read_parquet(shards[0])) == 186
+    assert pl.read_parquet(glob).height == 186
     ids = duckdb.sql(f"SELECT count(DISTINCT face_id) AS n FROM read_parquet('{glob}')").fetchall()[0][0]
     assert ids == 40
     from datasets import load_dataset
 
     hf = load_dataset("parquet", data_files=[str(p) for p in shards], split="train")
-    assert hf.num_rows == 185 and len(hf[0]["landmarks"]) == 136
+    assert hf.num_rows == 186 and len(hf[0]["landmarks"]) == 136
     from pltd.trainer.data import PLTDDataset
 
     ds = PLTDDataset([str(p) for p in shards])
-    assert sum(1 for _ in ds) == 185
+    assert sum(1 for _ in ds) == 186
     card = (run / "pltd" / "README.md").read_text()
     assert (
-        "185 images, 40 identities" in card
+        "186 images, 40 identities" in card
         and "jaw points 0-16 3D-style" in card
         and (run / "pltd" / "pose_hist.png").exists()
     )

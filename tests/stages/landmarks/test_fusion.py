@@ -23,8 +23,8 @@ def face(seed: int = 0) -> np.ndarray:
     return np.column_stack([np.linspace(100, 200, 68), 150 + 50 * np.sin(np.arange(68))]) + rng.normal(0, 1, (68, 2))
 
 
-def source(points: list[np.ndarray], mirrored: list[bool], style: str = "3d") -> SourceSamples:
-    return SourceSamples(np.stack(points), np.array(mirrored), style)
+def source(points: list[np.ndarray], mirrored: list[bool], style: str = "3d", reference: bool = False) -> SourceSamples:
+    return SourceSamples(np.stack(points), np.array(mirrored), style, reference=reference)
 
 
 def test_a_constant_offset_source_is_averaged_by_its_disagreement():
@@ -43,6 +43,28 @@ def test_a_constant_offset_source_is_averaged_by_its_disagreement():
     assert fit.landmarks[17:, 0] == pytest.approx(truth[17:, 0], abs=1e-6)
     # the jaw comes from the 3D-style sources only (both here): the same weighted mean
     assert fit.landmarks[:17, 1] == pytest.approx(truth[:17, 1] + 3 * w_s / (w_t + w_s), abs=1e-6)
+
+
+def test_a_source_off_the_reference_is_charged_with_its_disagreement():
+    """The same two sources as above, the teacher now a reference (trained on 300W-LP's own points):
+    the second source's u² gains its squared disagreement with the teacher's estimate (3 px in y:
+    mean over x and y = 4.5 px²), which its mirror test alone could not see."""
+    truth = face()
+    size = face_size(truth)
+    t = source([truth + [1, 0]] * 2 + [truth - [1, 0]] * 2, [False, False, True, True], reference=True)
+    s = source([truth + [0, 3]] * 4, [False, False, True, True])
+    fit = consensus([t, s], "3d", t_d=0.2)
+    floor = (FLOOR * size) ** 2
+    w_t, w_s = 1 / (2.0 + floor), 1 / (4.5 + floor)
+    assert fit.landmarks[17:, 1] == pytest.approx(truth[17:, 1] + 3 * w_s / (w_t + w_s), abs=1e-6)
+    # the points the pose fit reads keep the mirror tests' weights alone (fusion step 5)
+    w_s0 = 1 / floor
+    assert fit.pose_points[17:, 1] == pytest.approx(truth[17:, 1] + 3 * w_s0 / (w_t + w_s0), abs=1e-6)
+    # without a reference, or with every source one, nothing is added: the rule above
+    for refs in ((False, False), (True, True)):
+        a, b = (source(list(x.points), list(x.mirrored), "3d", r) for x, r in zip((t, s), refs, strict=True))
+        plain = consensus([a, b], "3d", t_d=0.2)
+        assert plain.landmarks[17:, 1] == pytest.approx(truth[17:, 1] + 3 * w_s0 / (1 / (2.0 + floor) + w_s0), abs=1e-6)
 
 
 def test_the_jaw_comes_from_the_pltd_style_only_and_a_missing_style_is_a_reason():
