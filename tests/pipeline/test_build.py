@@ -55,7 +55,8 @@ def test_sample_build_accounts_for_every_image(sample_run, sample_dir):
     assert {s: n for s, (n, _) in ingest.items()} == {"vggface2": 67, "ms1mv3": 85, "300w_lp": 54}
     assert ingest["vggface2"][1]["ingest:decode_error"] == 1 and ingest["vggface2"][1]["ingest:empty_file"] == 1
     assert (
-        ingest["vggface2"][1]["ingest:not_an_image"] == 1 and ingest["vggface2"][1]["landmarks:fit_error_above_td"] == 1
+        ingest["vggface2"][1]["ingest:not_an_image"] == 1
+        and "landmarks:fit_error_above_td" not in ingest["vggface2"][1]
     )
     assert ingest["ms1mv3"][1] == {"ingest:decode_error": 1, "landmarks:fit_error_above_td": 15}
     assert ingest["300w_lp"][1] == {"ingest:annotation_missing_field": 1}
