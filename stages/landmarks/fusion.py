@@ -30,12 +30,12 @@ The consensus, per image (no weight or threshold is fitted to any evaluation dat
    points, divided by the label's face size (the NME normaliser). A source that refines its own
    crop (3DDFA_V2's landmark re-crop) adds its earlier passes' points here: where the first crop and
    the refined one disagree the face is hard, which the refined views alone hide (on AFLW2000-3D this
-   raised fit_error's rank correlation with the true NME from 0.62 to 0.69). A label above t_d is
+   raised fit_error's rank correlation with the true NME from 0.59 to 0.66). A label above t_d is
    rejected (`fit_error_above_td`).
 5. The points a pose fit reads (`pose_from: blend` or `fit`): the inner points weighted by the
    mirror tests alone, without step 2's reference term. `blend` averages that fit with the reference
    teacher's regressed pose, and a fit of the label itself, which leans on the same teacher, would
-   repeat it: on AFLW2000-3D (450 px) the blend's pose MAE is 3.19° this way, 3.47° with the label.
+   repeat it: on AFLW2000-3D (450 px) the blend's pose MAE is 3.24° this way, 3.47° with the label.
 """
 
 from __future__ import annotations
