@@ -76,11 +76,13 @@ def fill_fitted_poses(samples: list[Sample | None], mean_face: np.ndarray | None
 
 def fit_labels(labels: list[ImageLabel], mean_face: np.ndarray, blend: bool = False) -> None:
     """pose_from "fit": the mean face fitted to every accepted label of a chunk in one batched fit (to
-    its `pose_points` where the fusion gives them);
-    "blend": the rotation mean of that fit and the teacher's regressed pose already in the label."""
+    the fusion's `reference_points`, else its `pose_points`, else the label: fusion step 5);
+    "blend": the rotation mean of the fit of the `pose_points` (else the label) and the teacher's
+    regressed pose already in the label."""
     done = [x.fit for x in labels if x.fit.landmarks is not None]
     if done:
-        points = [f.landmarks if f.pose_points is None else f.pose_points for f in done]
+        order = ("pose_points",) if blend else ("reference_points", "pose_points")
+        points = [next((getattr(f, k) for k in order if getattr(f, k) is not None), f.landmarks) for f in done]
         poses = fit_pose_batch(np.stack(points), mean_face)[0]
         for f, p in zip(done, poses, strict=True):
             fitted = tuple(float(a) for a in p)

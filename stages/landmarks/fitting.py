@@ -41,9 +41,11 @@ class Fit:
     fit_error: float  # mean over kept samples of their mean point distance to the mean / face size
     max_distance: float
     reason: str | None  # rejection reason
-    # the points the pose fit reads when they are not the label (fusion.consensus: the sources weighted
-    # by their mirror tests alone, evidence less tied to the teacher whose pose `blend` already holds)
+    # the points the pose fit reads when they are not the label (fusion.consensus, step 5): for `blend`,
+    # the sources weighted by their mirror tests alone (evidence less tied to the teacher whose pose the
+    # blend already holds); for `fit`, the reference sources' estimate (points in the mean face's frame)
     pose_points: np.ndarray | None = None
+    reference_points: np.ndarray | None = None
 
 
 def sample_distances(samples: np.ndarray, mean: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:

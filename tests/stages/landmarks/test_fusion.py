@@ -60,11 +60,40 @@ def test_a_source_off_the_reference_is_charged_with_its_disagreement():
     # the points the pose fit reads keep the mirror tests' weights alone (fusion step 5)
     w_s0 = 1 / floor
     assert fit.pose_points[17:, 1] == pytest.approx(truth[17:, 1] + 3 * w_s0 / (w_t + w_s0), abs=1e-6)
+    # a stand-alone fit (`pose_from: fit`) reads the reference's estimate: the teacher's median, truth
+    np.testing.assert_allclose(fit.reference_points, truth, atol=1e-9)
     # without a reference, or with every source one, nothing is added: the rule above
     for refs in ((False, False), (True, True)):
         a, b = (source(list(x.points), list(x.mirrored), "3d", r) for x, r in zip((t, s), refs, strict=True))
         plain = consensus([a, b], "3d", t_d=0.2)
         assert plain.landmarks[17:, 1] == pytest.approx(truth[17:, 1] + 3 * w_s0 / (1 / (2.0 + floor) + w_s0), abs=1e-6)
+        # no reference: no reference points; every source one: their mirror-weighted mean, the pose points
+        if refs[0]:
+            np.testing.assert_allclose(plain.reference_points, plain.pose_points, atol=1e-9)
+        else:
+            assert plain.reference_points is None
+
+
+def test_fit_reads_the_reference_points_and_blend_the_mirror_weighted_ones():
+    """`fit_labels` (fusion step 5), consistency: the mean face projected frontal fits (0, 0, 0), and
+    turned 10° in pitch fits 10°. With the turned points as `reference_points` and the frontal ones as
+    the label and `pose_points`, `fit` reads the reference (10°); `blend` averages the fit of the pose
+    points (0°) with the regressed pose already in the label (20° of pitch): 10°."""
+    from pltd.pose import project, rotation
+    from pltd.stages.landmarks.algorithm import ImageLabel, fit_labels
+    from pltd.stages.landmarks.mean_face import load_mean_face
+
+    mf = load_mean_face()
+    frontal = project(mf, rotation(0.0, 0.0, 0.0), 100.0, (200.0, 200.0))
+    turned = project(mf, rotation(0.0, 10.0, 0.0), 100.0, (200.0, 200.0))
+    for blend, regressed in ((False, None), (True, (0.0, 20.0, 0.0))):
+        f = Fit(frontal, regressed, [], 0.0, 0.0, None, frontal, turned)
+        fit_labels([ImageLabel(f, [], 0, None)], mf, blend=blend)
+        assert f.pose == pytest.approx((0.0, 10.0, 0.0), abs=0.05)
+    # with neither, the label itself is fitted
+    f = Fit(turned, None, [], 0.0, 0.0, None)
+    fit_labels([ImageLabel(f, [], 0, None)], mf)
+    assert f.pose == pytest.approx((0.0, 10.0, 0.0), abs=0.05)
 
 
 def test_the_jaw_comes_from_the_pltd_style_only_and_a_missing_style_is_a_reason():
@@ -117,19 +146,26 @@ def test_a_mirrored_view_brings_points_back_with_the_ibug_permutation():
 
 def test_every_pose_source_gives_the_consensus_label_a_pose_and_blend_lies_between():
     """With the real default sources on the astronaut photo: `own`, `teacher`, `fit` and `blend` each
-    give a pose; `blend` is the rotation mean of the teacher's and the fit's, so each angle lies
-    between theirs (consistency)."""
+    give a pose; `fit` is the fit of the reference's points, and `blend` the rotation mean of the
+    teacher's pose and the fit of the mirror-weighted points, so each angle lies between those two
+    (consistency; fusion step 5)."""
     import skimage.data
 
+    from pltd.stages.landmarks.geometry import fit_pose_batch
     from pltd.stages.landmarks.settings import LandmarkSettings
     from pltd.stages.landmarks.stage import Models, label_image
 
-    poses = {}
+    poses, fits = {}, {}
     for mode in ("own", "teacher", "fit", "blend"):
         s = LandmarkSettings(pose_from=mode, mean_face="shipped")
-        fit, _ = label_image(skimage.data.astronaut(), np.array([175.0, 76.0, 265.0, 166.0]), "a", s, Models(s))
+        models = Models(s)
+        fit, _ = label_image(skimage.data.astronaut(), np.array([175.0, 76.0, 265.0, 166.0]), "a", s, models)
         assert fit.reason is None and fit.pose is not None
-        poses[mode] = np.array(fit.pose)
-    low, high = np.minimum(poses["teacher"], poses["fit"]), np.maximum(poses["teacher"], poses["fit"])
+        poses[mode], fits[mode] = np.array(fit.pose), fit
+    mean_face = models.mean_face
+    ref = fit_pose_batch(fits["fit"].reference_points[None], mean_face)[0][0]
+    np.testing.assert_allclose(poses["fit"], ref, atol=1e-6)
+    mirror_weighted = fit_pose_batch(fits["blend"].pose_points[None], mean_face)[0][0]
+    low, high = np.minimum(poses["teacher"], mirror_weighted), np.maximum(poses["teacher"], mirror_weighted)
     assert np.all(poses["blend"] >= low - 0.05) and np.all(poses["blend"] <= high + 0.05)
-    assert abs(poses["teacher"][1] - poses["fit"][1]) > 1  # the two differ, so the check says something
+    assert abs(poses["teacher"][1] - mirror_weighted[1]) > 1  # the two differ, so the check says something
