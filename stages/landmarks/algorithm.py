@@ -157,8 +157,9 @@ def label_views(
                 style_of[kind],
                 np.stack(earlier[kind]) if earlier[kind] else None,
                 ref,
+                len(views) - len(idx) if configured else 0,  # views without a valid sample
             )
-            for kind, ref in zip(("teacher", "second"), references, strict=True)
+            for kind, ref, configured in zip(("teacher", "second"), references, (True, s.second != "none"), strict=True)
             for idx in [[i for i, k in enumerate(kinds) if k == kind]]
         ]
         fit = consensus(groups, s.jaw_style, s.t_d, s.min_samples)

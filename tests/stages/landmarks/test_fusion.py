@@ -7,6 +7,8 @@ from the PLTD's style only); the real-photo check is in tests/conformance/test_f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -94,6 +96,25 @@ def test_fit_reads_the_reference_points_and_blend_the_mirror_weighted_ones():
     f = Fit(turned, None, [], 0.0, 0.0, None)
     fit_labels([ImageLabel(f, [], 0, None)], mf)
     assert f.pose == pytest.approx((0.0, 10.0, 0.0), abs=0.05)
+
+
+def test_a_view_without_a_sample_counts_at_the_prior_distance():
+    """Fusion step 4: a configured source that gave no valid sample in 4 views adds 4 samples at the
+    prior distance t_d · face size to every point it may give. Teacher samples 1 px off the truth
+    (±x, so the label is the truth); the missing source is 2D-style in a 3D-style PLTD, so only the
+    51 inner points count it: RMS² there (4 · 1 + 4 · T²) / 8, on the jaw 1 px (values by hand)."""
+    truth = face(2)
+    size = face_size(truth)
+    t = source([truth + [1, 0]] * 2 + [truth - [1, 0]] * 2, [False, False, True, True], reference=True)
+    gone = SourceSamples(np.zeros((0, 68, 2)), np.zeros(0, bool), "2d", missing=4)
+    t_d = 0.2
+    seen = consensus([t, replace(gone, missing=0)], "3d", t_d)
+    assert seen.fit_error == pytest.approx(1.0 / size)
+    fit = consensus([t, gone], "3d", t_d)
+    np.testing.assert_allclose(fit.landmarks, truth, atol=1e-9)
+    inner = np.sqrt((4 * 1.0 + 4 * (t_d * size) ** 2) / 8)
+    assert fit.fit_error == pytest.approx((17 * 1.0 + 51 * inner) / 68 / size)
+    assert fit.reason is None and seen.fit_error < fit.fit_error < t_d
 
 
 def test_the_jaw_comes_from_the_pltd_style_only_and_a_missing_style_is_a_reason():
