@@ -34,12 +34,11 @@ The consensus, per image (no weight or threshold is fitted to any evaluation dat
    configured source gives no valid sample (MediaPipe finds no face, a network's points are
    invalid) is missing evidence: it counts as one sample at the prior distance t_d · face, the
    prior step 2 gives a source with one sample. It moves each point's error towards t_d, so it
-   changes the ranking far more than the acceptance (on AFLW2000-3D it rejected no more faces
-   at either resolution). The faces one
-   network alone labels are the hard ones (on AFLW2000-3D at 112 px, NME68 4.7 % against 3.2 %),
-   and without it their fit_error was that network's spread alone: the rank correlation at 112 px
-   rises from 0.58 to 0.63 this way (450 px: 0.66 to 0.66). A label above t_d is rejected
-   (`fit_error_above_td`).
+   changes the ranking far more than the acceptance (on AFLW2000-3D it rejected no more faces at
+   either resolution). The faces one network alone labels are the hard ones (on AFLW2000-3D at
+   112 px, NME68 4.7 % against 3.2 %), and without it their fit_error was that network's spread
+   alone: the rank correlation at 112 px rises from 0.58 to 0.63 this way (at 450 px it stays
+   0.66). A label above t_d is rejected (`fit_error_above_td`).
 5. The points a pose fit reads. `pose_from: blend`: the inner points weighted by the mirror tests
    alone, without step 2's reference term. The blend averages that fit with the reference teacher's
    regressed pose, and a fit of the label itself, which leans on the same teacher, would repeat it:
